@@ -1,0 +1,25 @@
+"""stream-ser: live speech emotion recognition and transcription.
+
+    import stream_ser
+    for event in stream_ser.replay("call.wav"):
+        print(event.to_json())
+
+Heavy modules (TensorFlow, faster-whisper, librosa) load on first use, so that
+``import stream_ser`` and ``stream-ser --help`` stay fast.
+"""
+
+__version__ = "0.1.0"
+
+
+def replay(path, speed=0.0, options=None):
+    """Events of a recording; see :func:`stream_ser.pipeline.replay`."""
+    from .pipeline import replay as _replay
+
+    return _replay(path, speed, options)
+
+
+def listen(device=None, options=None):
+    """Events of a live input device; see :func:`stream_ser.pipeline.listen`."""
+    from .pipeline import listen as _listen
+
+    return _listen(device, options)

@@ -1,0 +1,210 @@
+"""Command line: ``stream-ser listen | replay | train | evaluate``.
+
+Only argparse is imported at start, so ``stream-ser --help`` stays fast; the
+heavy stack (TensorFlow, faster-whisper, librosa) loads when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INT, EXIT_TERM = 0, 1, 2, 130, 143
+
+
+class UserError(Exception):
+    """Bad input: one line on stderr, exit 2."""
+
+
+def _add_session_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("output")
+    g.add_argument("--jsonl", metavar="PATH", help="write every event as one JSON line, as it happens")
+    g.add_argument("--srt", metavar="PATH", help="write the final transcript as SRT, cue by cue")
+    g.add_argument("--vtt", metavar="PATH", help="write the final transcript as WebVTT, cue by cue")
+    g.add_argument("--plain", action="store_true", help="one line per event instead of the dashboard (automatic when stdout is not a terminal)")
+    g = p.add_argument_group("models")
+    g.add_argument("--models", metavar="DIR", help="emotion model directory (default: the bundled models/)")
+    g.add_argument("--asr-model", metavar="PATH|NAME", help="faster-whisper model directory or name (default: bundled tiny.en)")
+    g.add_argument("--no-transcript", action="store_true", help="emotion only: do not run the transcript stage")
+    g = p.add_argument_group("stream")
+    g.add_argument("--vad-mode", type=int, choices=range(4), default=None, metavar="0-3", help="webrtcvad aggressiveness (default 2)")
+    g.add_argument("--hop", type=float, default=None, metavar="S", help="seconds between emotion windows of an utterance (default 1.0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="stream-ser", description="Live speech emotion recognition and transcription in the terminal.")
+    p.add_argument("--version", action="version", version=f"stream-ser {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    s = sub.add_parser("listen", help="analyse a live input device", description="Analyse a live input device (default: the system's default microphone).")
+    s.add_argument("-l", "--list-devices", action="store_true", help="list input devices and exit")
+    s.add_argument("-d", "--device", metavar="ID", help="input device: index or a substring of its name")
+    s.add_argument("-r", "--samplerate", type=int, metavar="HZ", help="capture rate (default: the device's own; resampled to 16 kHz)")
+    _add_session_args(s)
+
+    s = sub.add_parser("replay", help="analyse a recording", description="Analyse a recording (WAV, FLAC, OGG, MP3, or anything ffmpeg decodes).")
+    s.add_argument("file", help="audio file")
+    s.add_argument("--speed", type=float, default=1.0, metavar="X", help="1 = real-time pace (default), 2 = twice as fast, 0 = as fast as possible")
+    _add_session_args(s)
+
+    s = sub.add_parser("train", help="train the emotion model on ../shared/data/ser", description="Train the emotion model (speaker split from the manifest).")
+    s.add_argument("--arch", choices=("compact", "paper"), default="compact")
+    s.add_argument("--epochs", type=int, default=None)
+    s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    s.add_argument("--keep-calm", action="store_true", help="keep RAVDESS 'calm' as an 8th class instead of folding it into neutral")
+    s.add_argument("--out", metavar="DIR", help="checkpoint directory (default runs/<arch>)")
+    s.add_argument("--export", metavar="DIR", help="when done, ship the best checkpoint into DIR (e.g. models)")
+    s.add_argument("--data", metavar="DIR", help="dataset directory with manifest.csv (default ../shared/data/ser)")
+    s.add_argument("--limit", type=int, help="use only the first N clips of each split (smoke tests)")
+    s.add_argument("--seed", type=int, default=0)
+
+    s = sub.add_parser("evaluate", help="score a model on unseen speakers", description="Score an emotion model on a speaker split, clip by clip.")
+    s.add_argument("--split", choices=("val", "test"), default="test")
+    s.add_argument("--condition", choices=("clean", "telephone", "noisy", "reverb", "mp3", "all"), default="clean")
+    s.add_argument("--model", metavar="PATH", help="a models directory or a .keras checkpoint (default: the bundled models/)")
+    s.add_argument("--keep-calm", action="store_true")
+    s.add_argument("--plot", metavar="PNG", help="save the confusion matrix as a PNG")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--data", metavar="DIR")
+    return p
+
+
+def _pipeline_options(args):
+    from .pipeline import PipelineOptions
+
+    o = PipelineOptions()
+    if args.models:
+        o.emotion.models_dir = args.models
+    if args.asr_model:
+        o.transcribe.model = args.asr_model
+    o.transcript = not args.no_transcript
+    if args.vad_mode is not None:
+        o.vad.mode = args.vad_mode
+    if args.hop is not None:
+        if args.hop <= 0:
+            raise UserError("--hop must be positive")
+        o.window.hop = args.hop
+    return o
+
+
+def _open_writers(args) -> list:
+    from .events import JsonlWriter, SubtitleWriter
+
+    writers = []
+    for path, make in ((args.jsonl, JsonlWriter), (args.srt, lambda p: SubtitleWriter(p, "srt")), (args.vtt, lambda p: SubtitleWriter(p, "vtt"))):
+        if not path:
+            continue
+        try:
+            writers.append(make(path))
+        except OSError as e:
+            for w in writers:
+                w.close()
+            raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+    return writers
+
+
+def run_session(args) -> int:
+    """listen / replay: open outputs, load models, stream, print, summarise."""
+    from .dashboard import Dashboard, PlainPrinter, SessionSummary
+    from .emotion import ModelError
+    from .sources import DeviceLost, FileSource, MicSource, SourceError
+
+    options = _pipeline_options(args)
+    try:
+        if args.command == "replay":
+            if args.speed < 0:
+                raise UserError("--speed must be 0 (as fast as possible) or positive")
+            source = FileSource(args.file, speed=args.speed)
+        else:
+            source = MicSource(args.device, sample_rate=args.samplerate)
+    except SourceError as e:
+        raise UserError(str(e)) from None
+    writers = _open_writers(args)
+    from .pipeline import Pipeline
+
+    try:
+        pipeline = Pipeline(source, options)
+    except ModelError as e:
+        for w in writers:
+            w.close()
+        raise UserError(str(e)) from None
+
+    code = {"value": EXIT_OK}
+
+    def on_signal(signum, frame):
+        if code["value"] in (EXIT_INT, EXIT_TERM):  # second signal: give up waiting
+            os._exit(code["value"])
+        code["value"] = EXIT_INT if signum == signal.SIGINT else EXIT_TERM
+        pipeline.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    files = [w.path for w in writers]
+    summary = SessionSummary(source_name=source.name, files=files)
+    plain = args.plain or not sys.stdout.isatty()
+    view = PlainPrinter(sys.stdout, sys.stderr) if plain else Dashboard(source_name=source.name, sample_rate=source.sample_rate, on_quit=pipeline.stop)
+    error = None
+    try:
+        with view:
+            for event in pipeline.events():
+                summary.update(event)
+                view.update(event)
+                for w in list(writers):
+                    try:
+                        w.write(event)
+                    except OSError as e:
+                        error = f"cannot write {w.path}: {e.strerror or e}; stopping (what was written is kept)"
+                        writers.remove(w)
+                        w.close()
+                        pipeline.stop()
+    except DeviceLost as e:
+        error = f"{e}; stopping (events so far are saved)"
+        code["value"] = EXIT_ERROR
+    except SourceError as e:
+        error = str(e)
+        code["value"] = EXIT_USAGE
+    finally:
+        for w in writers:
+            w.close()
+    summary.print(sys.stderr if plain else None)
+    if error:
+        print(f"stream-ser: {error}", file=sys.stderr)
+        if code["value"] == EXIT_OK:
+            code["value"] = EXIT_ERROR
+    return code["value"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "listen" and args.list_devices:
+            from .sources import list_devices
+
+            print(list_devices())
+            return EXIT_OK
+        if args.command in ("listen", "replay"):
+            return run_session(args)
+        if args.command == "train":
+            from .training.cli import train_command
+
+            return train_command(args)
+        if args.command == "evaluate":
+            from .training.cli import evaluate_command
+
+            return evaluate_command(args)
+    except UserError as e:
+        print(f"stream-ser: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("stream-ser: interrupted", file=sys.stderr)
+        return EXIT_INT
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Emotion stage: the shipped model, and the worker thread that classifies windows."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .events import EmotionEvent
+from .features import N_FEATURES, N_FRAMES, SAMPLE_RATE, extract
+from .ring import RingBuffer
+from .windows import EmotionWindow
+
+DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+class ModelError(Exception):
+    """A model that cannot be loaded; the message is one line for the user."""
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+class EmotionModel:
+    """The shipped emotion classifier from a models directory:
+    ``labels.json``, and ``emotion.tflite`` (fast path) or ``emotion.keras``.
+
+    :meth:`predict` is called from one thread (the emotion worker); the TFLite
+    interpreter is not thread-safe.
+    """
+
+    def __init__(self, models_dir: str | os.PathLike = DEFAULT_MODELS, prefer: str = "tflite", threads: int = 1):
+        models_dir = Path(models_dir)
+        labels_path = models_dir / "labels.json"
+        if not labels_path.is_file():
+            raise ModelError(f"emotion model labels not found: {labels_path} (train one with `stream-ser train`)")
+        try:
+            meta = json.loads(labels_path.read_text())
+            self.labels = tuple(meta["labels"])
+            if not self.labels or not all(isinstance(x, str) for x in self.labels):
+                raise ValueError
+        except Exception:
+            raise ModelError(f"{labels_path}: not a valid labels file (expected {{\"labels\": [...]}})") from None
+        _quiet_tensorflow()
+        tflite, keras_path = models_dir / "emotion.tflite", models_dir / "emotion.keras"
+        self.form = None
+        errors = []
+        for form in ([("tflite", tflite), ("keras", keras_path)] if prefer == "tflite" else [("keras", keras_path), ("tflite", tflite)]):
+            name, path = form
+            if not path.is_file():
+                continue
+            try:
+                self._load(name, path, threads)
+                self.form, self.path = name, path
+                break
+            except Exception as e:
+                errors.append(f"{path.name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        if self.form is None:
+            if errors:
+                raise ModelError(f"emotion model in {models_dir} is corrupt ({'; '.join(errors)})")
+            raise ModelError(f"emotion model not found in {models_dir} (expected emotion.tflite or emotion.keras)")
+        probs = self.predict(np.zeros((N_FRAMES, N_FEATURES), dtype=np.float32))
+        if probs.shape != (len(self.labels),):
+            raise ModelError(f"{labels_path}: {len(self.labels)} labels but the model has {probs.shape[-1]} outputs")
+
+    def _load(self, form: str, path: Path, threads: int) -> None:
+        import warnings
+
+        import tensorflow as tf
+
+        if form == "tflite":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                interp = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+            interp.allocate_tensors()
+            inp, out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+
+            def run(x):
+                interp.set_tensor(inp, x[None])
+                interp.invoke()
+                return interp.get_tensor(out)[0]
+        else:
+            import keras
+
+            model = keras.models.load_model(path, compile=False)
+            fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+            def run(x):
+                return fn(tf.constant(x[None])).numpy()[0]
+        self._run = run
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities for one (108, 22) feature matrix."""
+        return np.asarray(self._run(np.ascontiguousarray(features, dtype=np.float32)), dtype=np.float64)
+
+
+@dataclass
+class EmotionOptions:
+    """Options of the emotion stage.
+
+    Attributes:
+        models_dir: directory with ``labels.json`` and the model files.
+        smoothing: how many recent windows of the same utterance are averaged
+            into an event's ``probs`` (1: none).
+        queue_size: windows waiting for the worker; a live stream drops (and
+            counts) windows beyond it, a replay at full speed waits.
+    """
+
+    models_dir: str | os.PathLike = DEFAULT_MODELS
+    smoothing: int = 3
+    queue_size: int = 32
+
+
+class EmotionWorker(threading.Thread):
+    """Thread: takes :class:`EmotionWindow` s from :attr:`windows`, reads their audio
+    from the ring buffer, runs features + model, emits :class:`EmotionEvent` s
+    through ``emit`` (thread-safe callable).  ``None`` on the queue stops it."""
+
+    def __init__(self, model: EmotionModel, ring: RingBuffer, emit: Callable, options: EmotionOptions):
+        super().__init__(name="emotion", daemon=True)
+        self.model, self.ring, self.emit, self.options = model, ring, emit, options
+        self.windows: queue.Queue = queue.Queue(maxsize=options.queue_size)
+        self.compute_seconds = 0.0
+        self.audio_seconds = 0.0
+        self.error: BaseException | None = None
+        self._recent: deque = deque(maxlen=max(1, options.smoothing))
+        self._utterance = -1
+
+    def classify(self, window: EmotionWindow) -> EmotionEvent:
+        t0 = time.perf_counter()
+        probs = self.model.predict(extract(self.ring.read(window.start, window.end)))
+        if window.utterance != self._utterance:
+            self._recent.clear()
+            self._utterance = window.utterance
+        self._recent.append(probs)
+        smooth = np.mean(self._recent, axis=0)
+        k = int(np.argmax(smooth))
+        now = time.time()
+        self.compute_seconds += time.perf_counter() - t0
+        self.audio_seconds = window.end / SAMPLE_RATE
+        captured = self.ring.capture_time(window.end - 1)
+        labels = self.model.labels
+        return EmotionEvent(
+            type="emotion", start=round(window.start_s, 3), end=round(window.end_s, 3), emitted_at=now,
+            latency_ms=round((now - captured) * 1000, 2), label=labels[k], confidence=round(float(smooth[k]), 4),
+            probs={n: round(float(p), 4) for n, p in zip(labels, smooth)},
+            window_probs={n: round(float(p), 4) for n, p in zip(labels, probs)}, utterance=window.utterance)
+
+    def run(self) -> None:
+        try:
+            while True:
+                window = self.windows.get()
+                if window is None:
+                    return
+                self.emit(self.classify(window))
+        except BaseException as e:  # reported by the pipeline, never a silent death
+            self.error = e

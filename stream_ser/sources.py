@@ -1,0 +1,257 @@
+"""Audio sources: a microphone or a file, one interface.
+
+A source yields ``(block, captured_at)``: 16 kHz mono float32 samples and the
+wall time they were captured.  Both resample from their own rate with soxr's
+streaming resampler, so the stream clock is 16 kHz whatever the device or file.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from typing import Iterator
+
+import numpy as np
+import soxr
+
+from .features import SAMPLE_RATE
+
+
+class SourceError(Exception):
+    """A source that cannot be opened or read; the message is one line for the user."""
+
+
+class DeviceLost(SourceError):
+    """The input device stopped delivering audio mid-stream."""
+
+
+class Source:
+    """What the pipeline reads.  ``live`` sources are never slowed down (audio that
+    cannot be processed in time is dropped and counted); others apply back-pressure."""
+
+    name: str = ""
+    sample_rate: int = SAMPLE_RATE  # the source's own rate
+    live: bool = False
+    overflows: int = 0  # input overflows reported by the device
+    dropped_samples: int = 0  # 16 kHz samples lost before the ring buffer
+
+    def blocks(self) -> Iterator[tuple[np.ndarray, float]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def _mono(x: np.ndarray) -> np.ndarray:
+    return x.mean(axis=1, dtype=np.float32) if x.ndim == 2 else x.astype(np.float32, copy=False)
+
+
+class FileSource(Source):
+    """A recording in any format libsndfile reads (WAV, FLAC, OGG, MP3, ...), or
+    anything else ffmpeg decodes (m4a, ...), at any rate and channel count.
+
+    ``speed`` 1 paces blocks by the wall clock like a microphone (the same code
+    path as ``listen``); 2 is twice as fast; 0 runs as fast as the consumers allow.
+    The file is opened and checked in the constructor, so a bad file fails
+    before any model loads.
+    """
+
+    def __init__(self, path: str | os.PathLike, speed: float = 1.0, block_seconds: float = 0.032):
+        self.path = os.fspath(path)
+        self.name = os.path.basename(self.path)
+        self.speed = speed
+        self.live = False
+        self.block_seconds = block_seconds
+        self._ffmpeg: subprocess.Popen | None = None
+        if not os.path.exists(self.path):
+            raise SourceError(f"{self.path}: no such file")
+        if os.path.isdir(self.path):
+            raise SourceError(f"{self.path}: is a directory, not an audio file")
+        if not os.access(self.path, os.R_OK):
+            raise SourceError(f"{self.path}: permission denied")
+        if os.path.getsize(self.path) == 0:
+            raise SourceError(f"{self.path}: file is empty")
+        import soundfile as sf
+
+        try:
+            self._file = sf.SoundFile(self.path)
+            self.sample_rate, self.channels = self._file.samplerate, self._file.channels
+            self.frames = self._file.frames
+            if self.frames <= 0:
+                raise SourceError(f"{self.path}: no audio frames in the file")
+        except sf.LibsndfileError as e:
+            self._file = None
+            self._probe_ffmpeg(str(e))
+
+    def _probe_ffmpeg(self, why: str) -> None:
+        if shutil.which("ffmpeg") is None:
+            raise SourceError(f"{self.path}: cannot decode audio ({why}); install ffmpeg for more formats")
+        probe = subprocess.run(["ffmpeg", "-v", "error", "-i", self.path, "-t", "0.1", "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
+                               capture_output=True)
+        if probe.returncode != 0 or not probe.stdout:
+            raise SourceError(f"{self.path}: cannot decode audio (not a supported audio format or corrupt)")
+        self.sample_rate, self.channels, self.frames = SAMPLE_RATE, 1, -1
+
+    @property
+    def duration(self) -> float | None:
+        return self.frames / self.sample_rate if self.frames > 0 else None
+
+    def _raw_blocks(self, n: int) -> Iterator[np.ndarray]:
+        if self._file is not None:
+            while True:
+                try:
+                    x = self._file.read(n, dtype="float32", always_2d=True)
+                except Exception as e:  # truncated or corrupt data mid-file
+                    raise SourceError(f"{self.path}: decoding failed mid-file ({e})") from None
+                if len(x) == 0:
+                    return
+                yield _mono(x)
+        else:
+            self._ffmpeg = subprocess.Popen(["ffmpeg", "-v", "error", "-i", self.path, "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "-"],
+                                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            while True:
+                data = self._ffmpeg.stdout.read(n * 4)
+                if not data:
+                    return
+                yield np.frombuffer(data[: len(data) // 4 * 4], dtype="<f4").copy()
+
+    def blocks(self) -> Iterator[tuple[np.ndarray, float]]:
+        resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32") if self.sample_rate != SAMPLE_RATE else None
+        n = max(1, int(self.block_seconds * self.sample_rate))
+        t0 = time.monotonic()
+        read = 0
+        raw = self._raw_blocks(n)
+        while True:
+            x = next(raw, None)
+            last = x is None
+            if last:
+                x = np.zeros(0, dtype=np.float32)
+            read += len(x)
+            y = resampler.resample_chunk(x, last=last) if resampler else x
+            if self.speed > 0:  # pace like a microphone: a block exists once its audio has played
+                delay = t0 + read / self.sample_rate / self.speed - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            if len(y):
+                yield y, time.time()
+            if last:
+                return
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        if self._ffmpeg is not None and self._ffmpeg.poll() is None:
+            self._ffmpeg.kill()
+
+
+def find_device(device: str | int | None):
+    """Resolve ``-d/--device``: an index, or a substring of an input device's name."""
+    import sounddevice as sd
+
+    if device is None or device == "":
+        try:
+            return sd.default.device[0] if sd.default.device[0] >= 0 else sd.query_devices(kind="input")["index"]
+        except Exception:
+            raise SourceError("no default input device; list devices with `stream-ser listen -l`") from None
+    devices = sd.query_devices()
+    if isinstance(device, int) or str(device).isdigit():
+        i = int(device)
+        if 0 <= i < len(devices) and devices[i]["max_input_channels"] > 0:
+            return i
+        raise SourceError(f"no input device with index {i}; list devices with `stream-ser listen -l`")
+    matches = [d["index"] for d in devices if d["max_input_channels"] > 0 and str(device).lower() in d["name"].lower()]
+    if not matches:
+        raise SourceError(f"no input device matching {device!r}; list devices with `stream-ser listen -l`")
+    return matches[0]
+
+
+def list_devices() -> str:
+    import sounddevice as sd
+
+    lines = []
+    default = sd.default.device[0]
+    for d in sd.query_devices():
+        if d["max_input_channels"] > 0:
+            mark = "*" if d["index"] == default else " "
+            lines.append(f"{mark} {d['index']:>3} {d['name']}  ({d['max_input_channels']} in, {d['default_samplerate']:.0f} Hz)")
+    return "\n".join(lines) if lines else "no input devices"
+
+
+class MicSource(Source):
+    """A live input device through sounddevice, at the device's own rate.
+
+    The PortAudio callback runs on PortAudio's thread and only copies the block
+    into a bounded queue (never blocks); when the queue is full the block is
+    dropped and counted.  :meth:`blocks` runs on the pipeline's capture thread:
+    it downmixes and resamples to 16 kHz.  A device that delivers nothing for
+    ``lost_after`` seconds raises :class:`DeviceLost`.
+    """
+
+    def __init__(self, device: str | int | None = None, sample_rate: int | None = None,
+                 block_seconds: float = 0.032, queue_seconds: float = 10.0, lost_after: float = 2.0):
+        import sounddevice as sd
+
+        self.live = True
+        self.device = find_device(device)
+        info = sd.query_devices(self.device)
+        self.name = info["name"]
+        self.sample_rate = int(sample_rate or info["default_samplerate"])
+        self.channels = 1
+        self.block_seconds = block_seconds
+        self.lost_after = lost_after
+        self._queue: queue.Queue = queue.Queue(maxsize=max(4, int(queue_seconds / block_seconds)))
+        self._stop = threading.Event()
+        try:
+            sd.check_input_settings(self.device, channels=1, samplerate=self.sample_rate, dtype="float32")
+        except Exception as e:
+            raise SourceError(f"input device {self.name!r} refuses {self.sample_rate} Hz mono: {e}") from None
+        self._stream = None
+
+    def _callback(self, indata, frames, time_info, status):
+        if status.input_overflow:
+            self.overflows += 1
+        try:
+            self._queue.put_nowait((indata[:, 0].copy(), time.time()))
+        except queue.Full:
+            self.dropped_samples += frames * SAMPLE_RATE // self.sample_rate
+
+    def open(self) -> None:
+        """Start capturing (call after the models are loaded)."""
+        import sounddevice as sd
+
+        try:
+            self._stream = sd.InputStream(device=self.device, channels=1, samplerate=self.sample_rate, dtype="float32",
+                                          blocksize=int(self.block_seconds * self.sample_rate), callback=self._callback)
+            self._stream.start()
+        except Exception as e:
+            raise SourceError(f"cannot open input device {self.name!r}: {e}") from None
+
+    def blocks(self) -> Iterator[tuple[np.ndarray, float]]:
+        if self._stream is None:
+            self.open()
+        resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32") if self.sample_rate != SAMPLE_RATE else None
+        last_audio = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                x, t = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if time.monotonic() - last_audio > self.lost_after or (self._stream is not None and not self._stream.active):
+                    raise DeviceLost(f"input device {self.name!r} stopped delivering audio")
+                continue
+            last_audio = time.monotonic()
+            y = resampler.resample_chunk(x) if resampler else x
+            if len(y):
+                yield y, t
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._stream is not None:
+            try:
+                self._stream.abort()
+                self._stream.close()
+            except Exception:
+                pass

@@ -1,0 +1,110 @@
+"""Recording-chain augmentations, applied to a whole 16 kHz clip.
+
+Each takes ``(audio, rng)`` and returns new float32 audio of the same length, so
+window positions found on the clean clip stay valid.  The same functions build
+the evaluation conditions (telephone, noisy, reverb, mp3) with other seeds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import scipy.signal
+import soxr
+
+from ..features import SAMPLE_RATE
+
+
+def _fit(y: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=np.float32)
+    out[: min(n, len(y))] = y[:n]
+    return out
+
+
+def add_noise(audio, rng, snr_db=None, babble=None):
+    """White noise, or babble (other speakers' clips summed) when given, at an SNR
+    measured over the clip's active part."""
+    snr_db = rng.uniform(5, 20) if snr_db is None else snr_db
+    if babble is not None and len(babble):
+        noise = sum(_fit(np.roll(b, rng.integers(len(b))), len(audio)) for b in babble)
+    else:
+        noise = rng.standard_normal(len(audio)).astype(np.float32)
+    p_sig = np.mean(audio[np.abs(audio) > 0.1 * np.abs(audio).max()] ** 2) if np.any(audio) else 1e-8
+    p_noise = np.mean(noise**2) + 1e-12
+    return (audio + noise * np.sqrt(p_sig / p_noise / 10 ** (snr_db / 10))).astype(np.float32)
+
+
+def telephone(audio, rng=None):
+    """Narrow-band telephone: 300-3400 Hz band-pass, 8 kHz round trip, mu-law 8 bit."""
+    sos = scipy.signal.butter(6, [300, 3400], btype="bandpass", fs=SAMPLE_RATE, output="sos")
+    y = soxr.resample(scipy.signal.sosfilt(sos, audio).astype(np.float32), SAMPLE_RATE, 8000)
+    mu = 255.0
+    peak = np.abs(y).max() + 1e-9
+    q = np.sign(y / peak) * np.log1p(mu * np.abs(y / peak)) / np.log1p(mu)
+    q = np.round(q * 127) / 127
+    y = np.sign(q) * np.expm1(np.abs(q) * np.log1p(mu)) / mu * peak
+    return _fit(soxr.resample(y.astype(np.float32), 8000, SAMPLE_RATE), len(audio))
+
+
+def reverb(audio, rng, rt60=None):
+    """A synthetic room: exponentially decaying noise impulse response."""
+    rt60 = rng.uniform(0.2, 0.8) if rt60 is None else rt60
+    n = int(rt60 * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    ir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
+    ir[0] = 1.0
+    ir /= np.sqrt(np.sum(ir**2))
+    y = scipy.signal.fftconvolve(audio, ir)[: len(audio)]
+    return (y * (np.abs(audio).max() / (np.abs(y).max() + 1e-9))).astype(np.float32)
+
+
+def pitch_shift(audio, rng, steps=None):
+    import librosa
+
+    steps = rng.choice([-2.0, -1.0, 1.0, 2.0]) if steps is None else steps
+    return _fit(librosa.effects.pitch_shift(audio, sr=SAMPLE_RATE, n_steps=steps), len(audio))
+
+
+def gain(audio, rng, db=None):
+    db = rng.uniform(-20, 10) if db is None else db
+    return np.clip(audio * 10 ** (db / 20), -1, 1).astype(np.float32)
+
+
+def mp3(audio, rng=None, kbps=32):
+    """Round trip through ffmpeg's MP3 encoder at ``kbps``."""
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    enc = subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "s16le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-i", "-",
+         "-b:a", f"{kbps}k", "-f", "mp3", "-"],
+        input=pcm, capture_output=True, check=True).stdout
+    dec = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", "-", "-f", "s16le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-"],
+        input=enc, capture_output=True, check=True).stdout
+    y = np.frombuffer(dec, dtype="<i2").astype(np.float32) / 32768
+    # the MP3 encoder delays the signal; realign by cross-correlation
+    lag = int(np.argmax(scipy.signal.correlate(y[: len(audio) + 4000], audio, mode="valid")[:4000]))
+    return _fit(y[lag:], len(audio))
+
+
+TRAIN_VARIANTS = ("clean", "noise", "telephone", "reverb", "pitch", "mp3")
+CONDITIONS = ("clean", "telephone", "noisy", "reverb", "mp3")
+
+
+def apply(name: str, audio: np.ndarray, rng: np.random.Generator, babble=None) -> np.ndarray:
+    """Training variant or evaluation condition ``name`` of a clip."""
+    if name == "clean":
+        return audio
+    if name == "noise":
+        return add_noise(audio, rng, babble=babble if rng.random() < 0.5 else None)
+    if name == "noisy":  # evaluation: 10 dB SNR, babble or white
+        return add_noise(audio, rng, snr_db=10.0, babble=babble if rng.random() < 0.5 else None)
+    if name == "telephone":
+        return telephone(audio)
+    if name == "reverb":
+        return reverb(audio, rng)
+    if name == "pitch":
+        return pitch_shift(audio, rng)
+    if name == "mp3":
+        return mp3(audio)
+    raise ValueError(f"unknown augmentation {name!r}")

@@ -1,0 +1,136 @@
+"""``stream-ser train`` and ``stream-ser evaluate``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .dataset import DEFAULT_DATA, labels, load_windows
+
+
+class _UserError(Exception):
+    pass
+
+
+def _data_dir(args) -> Path:
+    d = Path(args.data) if getattr(args, "data", None) else DEFAULT_DATA
+    if not (d / "manifest.csv").is_file():
+        from ..cli import UserError
+
+        raise UserError(f"no dataset at {d} (expected manifest.csv; see README)")
+    return d
+
+
+def train_command(args) -> int:
+    from rich.console import Console
+
+    from ..emotion import _quiet_tensorflow
+    from .train import TrainOptions, train
+
+    _quiet_tensorflow()
+    data = _data_dir(args)
+    opts = TrainOptions(arch=args.arch, seed=args.seed, keep_calm=args.keep_calm, limit=args.limit, data_dir=data)
+    if args.epochs:
+        opts.epochs = args.epochs
+    opts.out = Path(args.out or f"runs/{args.arch}")
+    console = Console(stderr=True)
+    state = train(opts, resume=args.resume, console=console)
+    console.print(f"best val UA {state['best_val_ua']:.3f} at epoch {state['best_epoch']} ({state['params']:,} parameters); checkpoints in {opts.out}")
+    if args.export:
+        from .export import export
+
+        val = load_windows("val", "clean", data_dir=data, seed=args.seed, limit=args.limit)
+        meta = export(opts.out / "best.keras", Path(args.export), state["labels"], val.x[:64],
+                      {"train_command": " ".join(["stream-ser"] + sys.argv[1:]), "best_epoch": state["best_epoch"],
+                       "val_ua": state["best_val_ua"]})
+        console.print(f"shipped to {args.export}: {meta['arch']}, TFLite {meta['tflite']} (max diff {meta['tflite_max_abs_diff']:.1e})")
+    return 0
+
+
+def load_keras(path: Path):
+    import keras
+
+    from ..cli import UserError
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "emotion.keras"
+    if not path.is_file():
+        raise UserError(f"no model at {path}")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as e:
+        raise UserError(f"{path}: cannot load model ({str(e).splitlines()[0]})") from None
+
+
+def evaluate(model, split: str, condition: str, keep_calm: bool, data: Path = DEFAULT_DATA, seed: int = 1) -> dict:
+    """Clip-level scores of ``model`` on ``split`` under ``condition``."""
+    from .metrics import clip_predictions, scores
+    from .train import predict
+
+    ws = load_windows(split, condition, data_dir=data, seed=seed)
+    names = labels(keep_calm)
+    probs = predict(model, ws.x)
+    pred = clip_predictions(probs, ws.clip_of_window, len(ws.clip_emotions))
+    result = scores(ws.clip_y(keep_calm), pred, names)
+    result.update({"split": split, "condition": condition, "labels": list(names), "windows": int(len(ws.x)),
+                   "speakers": sorted(set(ws.clip_speakers)), "model": model.name, "params": int(model.count_params())})
+    return result
+
+
+def plot_confusion(result: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.array(result["confusion"])
+    names = result["labels"]
+    fig, ax = plt.subplots(figsize=(6, 5))
+    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, m[i, j], ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black", fontsize=9)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{result['model']} - {result['split']} ({', '.join(s.split('_')[-1] for s in result['speakers'])}) "
+                 f"{result['condition']}: UA {result['ua']:.2f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evaluate_command(args) -> int:
+    from ..emotion import _quiet_tensorflow
+
+    _quiet_tensorflow()
+    data = _data_dir(args)
+    from ..emotion import DEFAULT_MODELS
+
+    model = load_keras(Path(args.model) if args.model else DEFAULT_MODELS)
+    conditions = ("clean", "telephone", "noisy", "reverb", "mp3") if args.condition == "all" else (args.condition,)
+    results = []
+    for c in conditions:
+        t0 = time.perf_counter()
+        r = evaluate(model, args.split, c, args.keep_calm, data)
+        r["seconds"] = round(time.perf_counter() - t0, 1)
+        results.append(r)
+        if args.plot and len(conditions) == 1:
+            plot_confusion(r, args.plot)
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else results))
+        return 0
+    for r in results:
+        print(f"{r['model']} on {r['split']} ({', '.join(r['speakers'])}), condition {r['condition']}: "
+              f"UA {r['ua']:.3f}  macro-F1 {r['macro_f1']:.3f}  WA {r['wa']:.3f}  ({r['n']} clips, {r['windows']} windows)")
+        print("  recall: " + "  ".join(f"{k} {v:.2f}" for k, v in r["recall"].items()))
+        if r["no_window"]:
+            print(f"  {r['no_window']} clips had no speech window (counted as wrong)")
+    return 0

@@ -1,0 +1,122 @@
+"""RAVDESS from ``manifest.csv``: labels, speaker splits, and cached window features.
+
+Windows are cut by the serving windower (:func:`stream_ser.windows.clip_windows`)
+on the clean clip; every augmentation variant is cut at the same positions and
+goes through the one feature extractor.  Features are cached as ``.npz`` per
+(split, variant); a second run reuses them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ..features import SAMPLE_RATE, extract
+from ..windows import WindowOptions, clip_windows, cut
+from ..vad import VadOptions
+from . import augment
+
+EMOTIONS = ("angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
+EMOTIONS_WITH_CALM = ("angry", "calm", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "ser"
+
+
+def labels(keep_calm: bool = False) -> tuple[str, ...]:
+    return EMOTIONS_WITH_CALM if keep_calm else EMOTIONS
+
+
+def label_of(emotion: str, keep_calm: bool = False) -> str:
+    return emotion if keep_calm or emotion != "calm" else "neutral"
+
+
+@dataclass
+class Clip:
+    path: Path
+    speaker: str
+    emotion: str
+    split: str
+
+
+def read_manifest(data_dir: Path = DEFAULT_DATA) -> list[Clip]:
+    manifest = Path(data_dir) / "manifest.csv"
+    if not manifest.exists():
+        raise FileNotFoundError(f"no manifest at {manifest}")
+    with open(manifest, newline="") as f:
+        return [Clip(Path(data_dir) / r["path"], r["speaker"], r["emotion"], r["split"]) for r in csv.DictReader(f)]
+
+
+@dataclass
+class WindowSet:
+    """Features of every window of a split: ``x`` (n, 108, 22), the clip index of
+    each window, and per clip its emotion and speaker."""
+
+    x: np.ndarray
+    clip_of_window: np.ndarray
+    clip_emotions: list[str]
+    clip_speakers: list[str]
+    clips_without_windows: int
+
+    def y(self, keep_calm: bool = False) -> np.ndarray:
+        names = labels(keep_calm)
+        return np.array([names.index(label_of(self.clip_emotions[c], keep_calm)) for c in self.clip_of_window])
+
+    def clip_y(self, keep_calm: bool = False) -> np.ndarray:
+        names = labels(keep_calm)
+        return np.array([names.index(label_of(e, keep_calm)) for e in self.clip_emotions])
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("STREAM_SER_CACHE", Path.home() / ".cache" / "stream-ser"))
+
+
+def _key(split: str, variant: str, seed: int, limit: int | None) -> str:
+    spec = json.dumps([split, variant, seed, limit, WindowOptions().__dict__, VadOptions().__dict__, 2])
+    return hashlib.sha1(spec.encode()).hexdigest()[:12]
+
+
+def load_windows(
+    split: str,
+    variant: str = "clean",
+    *,
+    data_dir: Path = DEFAULT_DATA,
+    seed: int = 0,
+    limit: int | None = None,
+    progress=None,
+) -> WindowSet:
+    """Windows of ``split`` ("train", "val", "test") under augmentation or condition
+    ``variant``; cached.  ``limit`` takes the first clips only (for tests)."""
+    path = cache_dir() / f"{split}-{variant}-{_key(split, variant, seed, limit)}.npz"
+    clips = [c for c in read_manifest(data_dir) if c.split == split][:limit]
+    if path.exists():
+        z = np.load(path)
+        return WindowSet(z["x"], z["clip"], [c.emotion for c in clips], [c.speaker for c in clips], int(z["empty"]))
+    rng = np.random.default_rng([seed, sum(map(ord, split + variant))])
+    audio = [sf.read(c.path, dtype="float32")[0] for c in clips]
+    xs, owner, empty = [], [], 0
+    for i, (clip, y) in enumerate(zip(clips, audio)):
+        windows = clip_windows(y)
+        if not windows:
+            empty += 1
+        else:
+            # babble: three other speakers' clips of the same split
+            others = [audio[j] for j in rng.choice(len(audio), 3) if clips[j].speaker != clip.speaker]
+            aug = augment.apply(variant, y, rng, babble=others)
+            for w in windows:
+                xs.append(extract(cut(aug, w)))
+                owner.append(i)
+        if progress:
+            progress(i + 1, len(clips))
+    x = np.stack(xs).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, x=x, clip=np.array(owner), empty=empty)
+    return WindowSet(x, np.array(owner), [c.emotion for c in clips], [c.speaker for c in clips], empty)
+
+
+assert SAMPLE_RATE == 16000

@@ -1,0 +1,82 @@
+"""Ship a trained model: Keras file, TFLite fast path (checked against Keras),
+labels and the normalisation it expects, into a models directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..features import FEATURE_NAMES, FRAME_LENGTH, HOP_LENGTH, N_FEATURES, N_FRAMES, SAMPLE_RATE
+from ..windows import WindowOptions
+
+TOLERANCE = 1e-3
+
+
+def to_tflite(model, quantize: bool) -> bytes:
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantize:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range int8 weights
+    return conv.convert()
+
+
+def tflite_predict(blob: bytes, x: np.ndarray) -> np.ndarray:
+    import warnings
+
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interp = tf.lite.Interpreter(model_content=blob, num_threads=1)
+    interp.allocate_tensors()
+    i, o = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+    out = []
+    for row in x:
+        interp.set_tensor(i, row[None])
+        interp.invoke()
+        out.append(interp.get_tensor(o)[0])
+    return np.array(out)
+
+
+def export(checkpoint: Path, out_dir: Path, labels: list[str], check_x: np.ndarray, card_facts: dict | None = None) -> dict:
+    """Write ``emotion.keras``, ``emotion.tflite`` and ``labels.json`` to ``out_dir``.
+    The TFLite form is int8 dynamic-range if its outputs stay within 1e-3 of
+    Keras on ``check_x``, else float32; it must agree or nothing is shipped."""
+    import keras
+
+    from .train import predict
+
+    model = keras.models.load_model(checkpoint, compile=False)
+    ref = predict(model, check_x)
+    chosen = None
+    for quantize in (True, False):
+        blob = to_tflite(model, quantize)
+        diff = float(np.abs(tflite_predict(blob, check_x) - ref).max())
+        if diff <= TOLERANCE:
+            chosen = (blob, "int8-dynamic" if quantize else "float32", diff)
+            break
+    if chosen is None:
+        raise RuntimeError(f"TFLite outputs differ from Keras by {diff:.2e} > {TOLERANCE}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(checkpoint, out_dir / "emotion.keras")
+    (out_dir / "emotion.tflite").write_bytes(chosen[0])
+    meta = {
+        "labels": list(labels),
+        "arch": model.name,
+        "params": int(model.count_params()),
+        "tflite": chosen[1],
+        "tflite_max_abs_diff": chosen[2],
+        "input": {"frames": N_FRAMES, "features": N_FEATURES, "names": list(FEATURE_NAMES)},
+        "features": {"sample_rate": SAMPLE_RATE, "frame_length": FRAME_LENGTH, "hop_length": HOP_LENGTH, "n_mfcc": 20, "n_mels": 64},
+        "normalisation": "per-window z-score of each feature track over its 108 frames (stream_ser.features.normalise); no stored statistics are needed",
+        "window": WindowOptions().__dict__,
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **(card_facts or {}),
+    }
+    (out_dir / "labels.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return meta

