@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", metavar="DIR", help="checkpoint directory (default runs/<arch>)")
     s.add_argument("--export", metavar="DIR", help="when done, ship the best checkpoint into DIR (e.g. models)")
     s.add_argument("--data", metavar="DIR", help="dataset directory with manifest.csv (default ../shared/data/ser)")
+    s.add_argument("--variants", metavar="LIST", help="comma-separated training augmentations (default: clean,noise,telephone,reverb,pitch,mp3)")
+    s.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
     s.add_argument("--limit", type=int, help="use only the first N clips of each split (smoke tests)")
     s.add_argument("--seed", type=int, default=0)
 

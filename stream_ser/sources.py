@@ -239,6 +239,8 @@ class MicSource(Source):
             try:
                 x, t = self._queue.get(timeout=0.1)
             except queue.Empty:
+                if self._stop.is_set():
+                    return
                 if time.monotonic() - last_audio > self.lost_after or (self._stream is not None and not self._stream.active):
                     raise DeviceLost(f"input device {self.name!r} stopped delivering audio")
                 continue

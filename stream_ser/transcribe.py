@@ -46,6 +46,10 @@ class TranscribeOptions:
         tail: seconds after the VAD end included in an utterance's final decode.
         max_decode: longest audio in one decode; older uncommitted words are
             committed when an utterance runs longer, so cost does not grow.
+        context: an utterance that starts within this many seconds of the
+            previous one is decoded together with it (as context only: its
+            words were committed already); whisper is far more accurate on a
+            sentence than on a fragment.
         max_lag: a live stream that falls this far behind skips ahead (counted).
         merge: finished utterances waiting in a queue (fast replay) are decoded
             together up to this many seconds, one decode instead of many.
@@ -59,6 +63,7 @@ class TranscribeOptions:
     cadence: float = 1.0
     tail: float = 0.2
     max_decode: float = 20.0
+    context: float = 6.0
     max_lag: float = 15.0
     merge: float = 24.0
     no_speech_threshold: float = 0.6
@@ -111,8 +116,9 @@ class _Utterance:
     index: int
     begin: int  # first sample to decode (onset less pre-roll)
     end: int | None = None
-    decode_from: int = 0
+    decode_from: int = 0  # start of the audio decoded; moves only when a decode would grow too long
     decoded_to: int = 0
+    committed_until: int = 0  # end of the last committed word
     hypothesis: list[Word] = field(default_factory=list)
     committed_text: str = ""
 
@@ -130,6 +136,7 @@ class Transcriber(threading.Thread):
         self._utts: list[_Utterance] = []
         self._eos = False
         self._count = -1
+        self._previous: int | None = None  # where the previous utterance began
         self.compute_seconds = 0.0
         self.skipped_seconds = 0.0
         self.decodes = 0
@@ -158,7 +165,12 @@ class Transcriber(threading.Thread):
                 self._eos = True
             elif m.kind == "start":
                 self._count += 1
-                self._utts.append(_Utterance(self._count, m.preroll_start, decode_from=m.preroll_start, decoded_to=m.preroll_start))
+                begin = m.preroll_start
+                if self._previous is not None and begin - self._previous < self.options.context * SAMPLE_RATE:
+                    begin = self._previous
+                self._previous = m.preroll_start
+                self._utts.append(_Utterance(self._count, m.preroll_start, decode_from=begin,
+                                              decoded_to=m.preroll_start, committed_until=m.preroll_start))
             elif self._utts:
                 self._utts[-1].end = m.sample
             self._hold()
@@ -180,10 +192,16 @@ class Transcriber(threading.Thread):
         self.decodes += 1
         return [w for w in words if w.key]
 
+    @staticmethod
+    def _fresh(u: _Utterance, words: list[Word]) -> list[Word]:
+        """Words after what is already committed (the decode re-reads committed audio)."""
+        return [w for w in words if (w.start + w.end) // 2 >= u.committed_until]
+
     def _event(self, u: _Utterance, words: list[Word], final: bool) -> None:
         text = "".join(w.text for w in words).strip()
         if final and text:
             u.committed_text = (u.committed_text + " " + text).strip()
+            u.committed_until = max(u.committed_until, words[-1].end)
         now = time.time()
         captured = self.ring.capture_time(max(words[-1].end, words[0].start + 1) - 1) if words else now
         self.emit(TranscriptEvent(
@@ -206,7 +224,7 @@ class Transcriber(threading.Thread):
             if self.ring.written < end and not self._eos:
                 return
         end = min(end, first.decode_from + int(o.max_decode * SAMPLE_RATE)) if len(group) == 1 else end
-        words = self._decode(first.decode_from, end, first.committed_text)
+        words = self._fresh(first, self._decode(first.decode_from, end, self._prompt(first)))
         for k, u in enumerate(group):
             stop = group[k + 1].begin if k + 1 < len(group) else end
             mine = [w for w in words if (w.start + w.end) // 2 < stop and (k == 0 or (w.start + w.end) // 2 >= u.begin)]
@@ -216,11 +234,16 @@ class Transcriber(threading.Thread):
             elif u.hypothesis:
                 self._event(u, [], final=False)  # clear a partial that came to nothing
         if len(group) == 1 and end < first.end + int(o.tail * SAMPLE_RATE):
-            first.decode_from = first.decoded_to = end  # a very long utterance: continue after this piece
+            first.decode_from = first.decoded_to = first.committed_until = end  # a very long utterance: go on after this piece
             first.hypothesis = []
         else:
             del self._utts[: len(group)]
         self._hold()
+
+    @staticmethod
+    def _prompt(u: _Utterance) -> str:
+        # Committed text is context only once its audio is no longer decoded.
+        return u.committed_text if u.decode_from > u.begin else ""  # (context audio has its own words)
 
     def _step_open(self, u: _Utterance) -> None:
         o = self.options
@@ -229,7 +252,7 @@ class Transcriber(threading.Thread):
             skip = written - int(o.cadence * SAMPLE_RATE) - u.decode_from
             self.skipped_seconds += skip / SAMPLE_RATE
             log.warning("transcriber behind: skipped %.1f s of audio", skip / SAMPLE_RATE)
-            u.decode_from = u.decoded_to = written - int(o.cadence * SAMPLE_RATE)
+            u.decode_from = u.decoded_to = u.committed_until = written - int(o.cadence * SAMPLE_RATE)
             u.hypothesis = []
             self._hold()
             return
@@ -237,17 +260,18 @@ class Transcriber(threading.Thread):
             self.ring.wait_for(u.decoded_to + int(o.cadence * SAMPLE_RATE), timeout=0.05)
             return
         end = min(written, u.decode_from + int(o.max_decode * SAMPLE_RATE))
-        words = self._decode(u.decode_from, end, u.committed_text)
+        words = self._fresh(u, self._decode(u.decode_from, end, self._prompt(u)))
         u.decoded_to = end
         agreed = 0
         while agreed < min(len(words), len(u.hypothesis)) and words[agreed].key == u.hypothesis[agreed].key:
             agreed += 1
-        if end - u.decode_from >= o.max_decode * SAMPLE_RATE * 0.75:
+        long = end - u.decode_from >= o.max_decode * SAMPLE_RATE * 0.75
+        if long:
             agreed = max(agreed, len(words) - 2)  # bound the decode: commit the older words
         if agreed:
-            commit = words[:agreed]
-            self._event(u, commit, final=True)
-            u.decode_from = max(u.decode_from, commit[-1].end)
+            self._event(u, words[:agreed], final=True)
+        if long and u.committed_until > u.decode_from:
+            u.decode_from = u.committed_until  # trim committed audio; its text becomes the prompt
             self._hold()
         u.hypothesis = words[agreed:]
         if u.hypothesis:

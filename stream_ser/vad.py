@@ -81,6 +81,7 @@ class VadGate:
 
     def is_speech(self, frame: np.ndarray) -> bool:
         """Decide one frame of ``frame_ms`` float samples."""
+        frame = frame - frame.mean()  # a DC offset is neither level nor speech
         level = float(np.sqrt(np.mean(frame.astype(np.float64) ** 2)))
         if level < self._floor:
             return False

@@ -36,6 +36,10 @@ def train_command(args) -> int:
     opts = TrainOptions(arch=args.arch, seed=args.seed, keep_calm=args.keep_calm, limit=args.limit, data_dir=data)
     if args.epochs:
         opts.epochs = args.epochs
+    if args.variants:
+        opts.variants = tuple(v.strip() for v in args.variants.split(","))
+    if args.lr:
+        opts.learning_rate = args.lr
     opts.out = Path(args.out or f"runs/{args.arch}")
     console = Console(stderr=True)
     state = train(opts, resume=args.resume, console=console)
