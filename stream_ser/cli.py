@@ -208,5 +208,15 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_USAGE
 
 
+def run() -> None:
+    """Console entry point.  After a session every file is closed and flushed;
+    exit at once rather than wait for TensorFlow's and CTranslate2's slow
+    interpreter teardown (Ctrl-C must end the process within 2 s)."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

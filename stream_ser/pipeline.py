@@ -183,10 +183,11 @@ class Pipeline:
                 self.ring.close()
                 self.emotion.join()
                 if self.transcriber:
-                    self.transcriber.join(None if not self._stop.is_set() else 1.5)
+                    # stopping early: the open utterance gets a moment for its last commit
+                    self.transcriber.join(None if not self._stop.is_set() else 0.7)
                     if self.transcriber.is_alive():
                         self.transcriber.stop()
-                        self.transcriber.join(1.0)
+                        self.transcriber.join(0.5)
                 self._status(final=True)
                 for worker in (self.emotion, self.transcriber):
                     if worker is not None and worker.error is not None and self.error is None:

@@ -1,0 +1,105 @@
+"""Bad input: one line on stderr naming the problem, exit 2, no traceback."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from .conftest import ROOT, run_cli
+
+
+def one_line_error(result, *needles):
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = [l for l in result.stderr.splitlines() if l.startswith("stream-ser:")]
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def test_help_does_not_import_the_heavy_stack():
+    code = ("import sys, stream_ser.cli as c\n"
+            "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('tensorflow', 'faster_whisper', 'librosa', 'sounddevice') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "listen" in r.stdout and "replay" in r.stdout
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "empty", "truncated-header", "random-bytes"])
+def test_bad_file(tmp_path, case):
+    path = tmp_path / "call.wav"
+    if case == "directory":
+        path.mkdir()
+    elif case == "empty":
+        path.write_bytes(b"")
+    elif case == "truncated-header":
+        sf.write(path, np.zeros(16000, np.float32), 16000)
+        path.write_bytes(path.read_bytes()[:30])
+    elif case == "random-bytes":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 50000, dtype=np.uint8).tobytes())
+    one_line_error(run_cli("replay", path, "--speed", "0", "--plain"), str(path))
+
+
+def test_unreadable_file(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    path = tmp_path / "call.wav"
+    sf.write(path, np.zeros(16000, np.float32), 16000)
+    path.chmod(0)
+    one_line_error(run_cli("replay", path, "--plain"), "permission")
+
+
+@pytest.fixture
+def tone(tmp_path):
+    path = tmp_path / "tone.wav"
+    sf.write(path, np.zeros(16000, np.float32), 16000)
+    return path
+
+
+def test_missing_model_dir(tmp_path, tone):
+    one_line_error(run_cli("replay", tone, "--speed", "0", "--plain", "--models", tmp_path / "nope"), "not found")
+
+
+def _models_copy(tmp_path):
+    from stream_ser.emotion import DEFAULT_MODELS
+
+    if not (DEFAULT_MODELS / "labels.json").exists():
+        pytest.skip("no shipped model")
+    d = tmp_path / "models"
+    shutil.copytree(DEFAULT_MODELS, d)
+    return d
+
+
+def test_corrupt_model_file(tmp_path, tone):
+    d = _models_copy(tmp_path)
+    for name in ("emotion.tflite", "emotion.keras"):
+        (d / name).write_bytes(b"not a model" * 100)
+    one_line_error(run_cli("replay", tone, "--speed", "0", "--plain", "--models", d), "corrupt")
+
+
+@pytest.mark.parametrize("labels", ['{"labels": ["a", "b"]}', "not json", '{"labels": []}'])
+def test_wrong_labels_file(tmp_path, tone, labels):
+    d = _models_copy(tmp_path)
+    (d / "labels.json").write_text(labels)
+    one_line_error(run_cli("replay", tone, "--speed", "0", "--plain", "--models", d), "labels")
+
+
+def test_missing_asr_model(tmp_path, tone):
+    one_line_error(run_cli("replay", tone, "--speed", "0", "--plain", "--asr-model", tmp_path / "no-such-model"), "ASR model")
+
+
+def test_jsonl_in_missing_directory(tmp_path, tone):
+    one_line_error(run_cli("replay", tone, "--plain", "--jsonl", tmp_path / "no" / "dir" / "e.jsonl"), "cannot write")
+
+
+def test_unknown_device():
+    one_line_error(run_cli("listen", "-d", "no-such-device-xyz", "--plain"), "no-such-device-xyz")
+    one_line_error(run_cli("listen", "-d", "999", "--plain"), "999")

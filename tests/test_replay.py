@@ -1,0 +1,109 @@
+"""End to end on real speech: windows, transcript, exports, the Python API."""
+
+import json
+import re
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import stream_ser
+from stream_ser.pipeline import PipelineOptions
+
+from .conftest import SR, espeak, read_events, run_cli, run_pipeline
+
+LEAD = 0.4
+
+
+def test_joined_recordings_windows_lie_in_speech(joined, emotion_model):
+    path, spans = joined
+    events = run_pipeline(path, emotion_model)
+    emo = [e for e in events if e["type"] == "emotion"]
+    assert len(emo) >= len(spans)
+    starts = [e["start"] for e in emo]
+    assert starts == sorted(starts)
+    for e in emo:
+        assert e["end"] - e["start"] == pytest.approx(2.5, abs=1e-3)
+        anchor = e["start"] + LEAD  # where the window's speech begins
+        # each window is anchored in a recording (+- the lead), none in a 1 s gap
+        assert any(a - LEAD - 0.1 <= anchor <= b for a, b in spans), e
+        assert abs(sum(e["probs"].values()) - 1) < 1e-3 and e["label"] in e["probs"]
+    statuses = [e for e in events if e["type"] == "status"]
+    assert statuses and statuses[-1]["dropped_samples"] == 0 and statuses[-1]["overflows"] == 0
+
+
+def test_python_api_yields_events(jfk):
+    options = PipelineOptions(transcript=False)
+    kinds = {ev.type for ev in stream_ser.replay(str(jfk), speed=0, options=options)}
+    assert {"emotion", "speech", "status"} <= kinds
+
+
+def words(events):
+    return " ".join(e["text"] for e in events if e["type"] == "transcript" and e["final"]).lower()
+
+
+def test_first_word_after_silence_is_kept(tmp_path, emotion_model, whisper_model):
+    speech, _ = sf.read(espeak("Tomorrow we leave for the mountains.", tmp_path / "s.wav"), dtype="float32")
+    path = tmp_path / "late.wav"
+    sf.write(path, np.concatenate([np.zeros(2 * SR, np.float32), speech, np.zeros(SR, np.float32)]), SR)
+    text = words(run_pipeline(path, emotion_model, whisper_model))
+    assert text.split()[0].strip(".,!?") == "tomorrow", text
+
+
+def _tones(seconds):
+    # music-like: a melody of harmonic notes with chords and vibrato
+    rng = np.random.default_rng(3)
+    out = []
+    for _ in range(int(seconds * 4)):
+        t = np.arange(SR // 4) / SR
+        f = 220 * 2 ** (rng.integers(0, 24) / 12)
+        note = sum(np.sin(2 * np.pi * f * k * t + 0.3 * np.sin(2 * np.pi * 5 * t)) / k for k in (1, 2, 3))
+        chord = np.sin(2 * np.pi * f * 1.5 * t) * 0.5
+        out.append((0.2 * (note + chord) * np.minimum(1, 20 * t)).astype(np.float32))
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("kind", ["silence", "white-noise", "tones"])
+def test_no_words_on_non_speech(tmp_path, emotion_model, whisper_model, kind):
+    n = 60 * SR
+    audio = {"silence": lambda: np.zeros(n, np.float32),
+             "white-noise": lambda: (0.1 * np.random.default_rng(0).standard_normal(n)).astype(np.float32),
+             "tones": lambda: _tones(60)}[kind]()
+    path = tmp_path / f"{kind}.wav"
+    sf.write(path, audio, SR)
+    events = run_pipeline(path, emotion_model, whisper_model)
+    assert words(events) == ""
+    if kind != "tones":
+        assert not [e for e in events if e["type"] == "emotion"]
+
+
+def test_cli_replay_exports(tmp_path, jfk):
+    out = {k: tmp_path / f"e.{k}" for k in ("jsonl", "srt", "vtt")}
+    r = run_cli("replay", jfk, "--speed", "0", "--plain", "--jsonl", out["jsonl"], "--srt", out["srt"], "--vtt", out["vtt"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    events = read_events(out["jsonl"])
+    for e in events:
+        assert {"type", "start", "end", "emitted_at", "latency_ms"} <= set(e)
+    finals = [e for e in events if e["type"] == "transcript" and e["final"]]
+    text = " ".join(e["text"] for e in finals).lower()
+    for w in ("fellow", "americans", "country"):
+        assert w in text, text
+    labels = {"angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised"}
+    assert finals and all(e["emotion"] and e["emotion"]["label"] in labels for e in finals), finals
+    srt = out["srt"].read_text()
+    assert re.search(r"^1\n00:00:0\d,\d{3} --> 00:00:\d\d,\d{3}\n\((angry|disgust|fearful|happy|neutral|sad|surprised) 0\.\d\d\) ", srt, re.M), srt
+    assert out["vtt"].read_text().startswith("WEBVTT\n\n00:00:")
+    # plain output: one line per emotion window and per committed span
+    assert re.search(r"^\[\s*\d+\.\d-\s*\d+\.\d\] \((\w+) 0\.\d\d\) .*country", r.stdout, re.M), r.stdout
+    assert "session: jfk.flac" in r.stderr
+
+
+def test_speed_one_paces_like_a_microphone(jfk, emotion_model):
+    t0 = time.monotonic()
+    events = run_pipeline(jfk, emotion_model, speed=1.0)
+    took = time.monotonic() - t0
+    assert 10.8 <= took <= 12.5, took  # 11.0 s of audio
+    emo = [e for e in events if e["type"] == "emotion"]
+    # at real-time pace an emotion event is emitted right after its window's last sample
+    assert emo and max(e["latency_ms"] for e in emo) < 1000
