@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", metavar="PATH", help="a models directory or a .keras checkpoint (default: the bundled models/)")
     s.add_argument("--keep-calm", action="store_true")
     s.add_argument("--plot", metavar="PNG", help="save the confusion matrix as a PNG")
+    s.add_argument("--speech", action="store_true", help="instead: the label distribution on ../shared/data/speech replayed through the stream")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--data", metavar="DIR")
     return p

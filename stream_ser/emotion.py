@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
+import tempfile
 import queue
 import threading
 import time
@@ -26,9 +29,33 @@ class ModelError(Exception):
     """A model that cannot be loaded; the message is one line for the user."""
 
 
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence C++ chatter on fd 2 (TensorFlow's CUDA probes and oneDNN notices,
+    TFLite's XNNPACK line): it is written before any log level applies.  What
+    was written is replayed if the block fails."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _quiet_tensorflow() -> None:
+    """Import TensorFlow quietly."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    if "tensorflow" not in sys.modules:
+        with quiet_stderr():
+            import tensorflow  # noqa: F401
 
 
 class EmotionModel:
@@ -60,7 +87,9 @@ class EmotionModel:
             if not path.is_file():
                 continue
             try:
-                self._load(name, path, threads)
+                with quiet_stderr():
+                    self._load(name, path, threads)
+                    self._run(np.zeros((N_FRAMES, N_FEATURES), dtype=np.float32))
                 self.form, self.path = name, path
                 break
             except Exception as e:

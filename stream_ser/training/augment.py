@@ -95,8 +95,12 @@ def apply(name: str, audio: np.ndarray, rng: np.random.Generator, babble=None) -
     """Training variant or evaluation condition ``name`` of a clip."""
     if name == "clean":
         return audio
-    if name == "noise":
+    if name in ("noise", "noise_b"):  # two independent noisy copies
         return add_noise(audio, rng, babble=babble if rng.random() < 0.5 else None)
+    if name == "chain":  # a recording chain: two of the channel effects, then noise
+        for effect in rng.choice(["telephone", "reverb", "mp3", "pitch"], size=2, replace=False):
+            audio = apply(str(effect), audio, rng)
+        return add_noise(audio, rng, snr_db=rng.uniform(10, 30), babble=babble if rng.random() < 0.5 else None)
     if name == "noisy":  # evaluation: 10 dB SNR, babble or white
         return add_noise(audio, rng, snr_db=10.0, babble=babble if rng.random() < 0.5 else None)
     if name == "telephone":

@@ -111,6 +111,35 @@ def plot_confusion(result: dict, path: str) -> None:
     plt.close(fig)
 
 
+def speech_distribution(model_path: Path, names: list[str], speech_dir: Path) -> dict:
+    """Replay every recording in ``speech_dir`` through the stream (emotion only)
+    and count the windows' labels: how the model sees ordinary, calm speech."""
+    import tempfile
+    from collections import Counter
+
+    from ..emotion import EmotionModel
+    from ..pipeline import Pipeline, PipelineOptions
+    from ..sources import FileSource
+
+    model_path = Path(model_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        if model_path.is_dir():
+            models_dir = model_path
+        else:  # a checkpoint: serve it from a temporary models directory
+            models_dir = Path(tmp)
+            (models_dir / "emotion.keras").symlink_to(model_path.resolve())
+            (models_dir / "labels.json").write_text(json.dumps({"labels": names}))
+        model = EmotionModel(models_dir)
+        counts: Counter = Counter()
+        files = sorted(speech_dir.glob("*.flac"))
+        for f in files:
+            pipeline = Pipeline(FileSource(f, speed=0), PipelineOptions(transcript=False), emotion_model=model)
+            counts.update(e.label for e in pipeline.events() if e.type == "emotion")
+    total = sum(counts.values())
+    return {"files": len(files), "windows": total, "share": {n: round(counts[n] / max(total, 1), 3) for n in names},
+            "most_predicted": counts.most_common(1)[0][0] if counts else None}
+
+
 def evaluate_command(args) -> int:
     from ..emotion import _quiet_tensorflow
 
@@ -118,7 +147,18 @@ def evaluate_command(args) -> int:
     data = _data_dir(args)
     from ..emotion import DEFAULT_MODELS
 
-    model = load_keras(Path(args.model) if args.model else DEFAULT_MODELS)
+    model_path = Path(args.model) if args.model else DEFAULT_MODELS
+    model = load_keras(model_path)
+    if args.speech:
+        speech_dir = data.parent / "speech"
+        r = speech_distribution(model_path, list(labels(args.keep_calm)), speech_dir)
+        r["model"] = model.name
+        if args.json:
+            print(json.dumps(r))
+        else:
+            print(f"{r['model']} on {r['files']} recordings of ordinary speech ({speech_dir}), {r['windows']} windows:")
+            print("  " + "  ".join(f"{k} {v:.0%}" for k, v in sorted(r["share"].items(), key=lambda kv: -kv[1])))
+        return 0
     conditions = ("clean", "telephone", "noisy", "reverb", "mp3") if args.condition == "all" else (args.condition,)
     results = []
     for c in conditions:

@@ -20,7 +20,7 @@ import soundfile as sf
 
 from ..features import SAMPLE_RATE, extract
 from ..windows import WindowOptions, clip_windows, cut
-from ..vad import VadOptions
+from ..vad import VadGate, VadOptions
 from . import augment
 
 EMOTIONS = ("angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
@@ -81,6 +81,31 @@ def _key(split: str, variant: str, seed: int, limit: int | None) -> str:
     return hashlib.sha1(spec.encode()).hexdigest()[:12]
 
 
+def _speech_bounds(y: np.ndarray) -> tuple[int, int]:
+    """First onset and last end the VadGate finds (the whole clip if none)."""
+    gate = VadGate()
+    events = gate.push(y) + gate.flush()
+    starts = [u.sample for u in events if u.kind == "start"]
+    ends = [u.sample for u in events if u.kind == "end"]
+    return (starts[0], ends[-1]) if starts and ends else (0, len(y))
+
+
+def chain(y: np.ndarray, audio: list, clips: list, i: int, rng) -> np.ndarray:
+    """Running speech from acted sentences: clip ``i`` followed, after a short
+    pause, by another clip of the same speaker and emotion.  RAVDESS clips are
+    one sentence between silences, but live windows after an utterance's first
+    one hold continuous speech; this variant gives training windows like those."""
+    same = [j for j, c in enumerate(clips) if j != i and c.speaker == clips[i].speaker
+            and label_of(c.emotion) == label_of(clips[i].emotion)]
+    if not same:
+        return y
+    j = int(rng.choice(same))
+    a0, a1 = _speech_bounds(y)
+    b0, b1 = _speech_bounds(audio[j])
+    pause = np.zeros(int(rng.uniform(0.05, 0.3) * SAMPLE_RATE), np.float32)
+    return np.concatenate([y[:a1], pause, audio[j][b0:b1], y[a1:]]).astype(np.float32)
+
+
 def load_windows(
     split: str,
     variant: str = "clean",
@@ -101,13 +126,15 @@ def load_windows(
     audio = [sf.read(c.path, dtype="float32")[0] for c in clips]
     xs, owner, empty = [], [], 0
     for i, (clip, y) in enumerate(zip(clips, audio)):
+        if variant == "chained":
+            y = chain(y, audio, clips, i, rng)
         windows = clip_windows(y)
         if not windows:
             empty += 1
         else:
             # babble: three other speakers' clips of the same split
             others = [audio[j] for j in rng.choice(len(audio), 3) if clips[j].speaker != clip.speaker]
-            aug = augment.apply(variant, y, rng, babble=others)
+            aug = y if variant == "chained" else augment.apply(variant, y, rng, babble=others)
             for w in windows:
                 xs.append(extract(cut(aug, w)))
                 owner.append(i)
