@@ -77,8 +77,15 @@ def cache_dir() -> Path:
 
 
 def _key(split: str, variant: str, seed: int, limit: int | None) -> str:
-    spec = json.dumps([split, variant, seed, limit, WindowOptions().__dict__, VadOptions().__dict__, 2])
-    return hashlib.sha1(spec.encode()).hexdigest()[:12]
+    # The cache is only valid for the code that made it: the window logic, the
+    # features and the augmentations are part of the key (a stale cache would be
+    # train/serve skew).
+    from .. import features, vad, windows
+
+    code = b"".join(Path(m.__file__).read_bytes() for m in (features, vad, windows, augment))
+    code += Path(__file__).read_bytes()
+    spec = json.dumps([split, variant, seed, limit, WindowOptions().__dict__, VadOptions().__dict__])
+    return hashlib.sha1(spec.encode() + code).hexdigest()[:12]
 
 
 def _speech_bounds(y: np.ndarray) -> tuple[int, int]:
