@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, help="use only the first N clips of each split (smoke tests)")
     s.add_argument("--seed", type=int, default=0)
 
+    s = sub.add_parser("export", help="ship trained checkpoints into models/", description="Ship one checkpoint, or several averaged into one model, with its TFLite fast path and labels.")
+    s.add_argument("checkpoints", nargs="+", help=".keras checkpoints (e.g. runs/compact/best.keras)")
+    s.add_argument("--out", default="models", metavar="DIR")
+    s.add_argument("--keep-calm", action="store_true")
+    s.add_argument("--data", metavar="DIR")
+
     s = sub.add_parser("evaluate", help="score a model on unseen speakers", description="Score an emotion model on a speaker split, clip by clip.")
     s.add_argument("--split", choices=("val", "test"), default="test")
     s.add_argument("--condition", choices=("clean", "telephone", "noisy", "reverb", "mp3", "all"), default="clean")
@@ -196,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
             from .training.cli import train_command
 
             return train_command(args)
+        if args.command == "export":
+            from .training.cli import export_command
+
+            return export_command(args)
         if args.command == "evaluate":
             from .training.cli import evaluate_command
 

@@ -47,11 +47,25 @@ def train_command(args) -> int:
     if args.export:
         from .export import export
 
-        val = load_windows("val", "clean", data_dir=data, seed=args.seed, limit=args.limit)
-        meta = export(opts.out / "best.keras", Path(args.export), state["labels"], val.x[:64],
-                      {"train_command": " ".join(["stream-ser"] + sys.argv[1:]), "best_epoch": state["best_epoch"],
-                       "val_ua": state["best_val_ua"]})
+        val = load_windows("val", "clean", data_dir=data, limit=args.limit)
+        meta = export([opts.out / "best.keras"], Path(args.export), state["labels"], val.x[:64])
         console.print(f"shipped to {args.export}: {meta['arch']}, TFLite {meta['tflite']} (max diff {meta['tflite_max_abs_diff']:.1e})")
+    return 0
+
+
+def export_command(args) -> int:
+    from ..cli import UserError
+    from ..emotion import _quiet_tensorflow
+    from .export import export
+
+    _quiet_tensorflow()
+    for c in args.checkpoints:
+        if not Path(c).is_file():
+            raise UserError(f"no checkpoint at {c}")
+    val = load_windows("val", "clean", data_dir=_data_dir(args))
+    meta = export([Path(c) for c in args.checkpoints], Path(args.out), list(labels(args.keep_calm)), val.x[:64])
+    print(f"shipped to {args.out}: {meta['arch']} ({meta['params']:,} parameters), TFLite {meta['tflite']} "
+          f"(max diff vs Keras {meta['tflite_max_abs_diff']:.1e})")
     return 0
 
 

@@ -4,7 +4,6 @@ labels and the normalisation it expects, into a models directory."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -43,15 +42,31 @@ def tflite_predict(blob: bytes, x: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
-def export(checkpoint: Path, out_dir: Path, labels: list[str], check_x: np.ndarray, card_facts: dict | None = None) -> dict:
-    """Write ``emotion.keras``, ``emotion.tflite`` and ``labels.json`` to ``out_dir``.
-    The TFLite form is int8 dynamic-range if its outputs stay within 1e-3 of
-    Keras on ``check_x``, else float32; it must agree or nothing is shipped."""
+def ensemble(checkpoints: list[Path]):
+    """One Keras model that averages the probabilities of several checkpoints
+    (seeds of one recipe): one file, one TFLite invoke per window."""
     import keras
 
+    members = [keras.models.load_model(c, compile=False) for c in checkpoints]
+    if len(members) == 1:
+        return members[0]
+    base = members[0].name
+    inp = keras.Input(members[0].input_shape[1:], name="features")
+    for i, m in enumerate(members):
+        m.name = f"member_{i}"
+    out = keras.layers.Average(name="probs_mean")([m(inp) for m in members])
+    return keras.Model(inp, out, name=f"{base}_x{len(members)}")
+
+
+def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: np.ndarray, card_facts: dict | None = None) -> dict:
+    """Write ``emotion.keras``, ``emotion.tflite`` and ``labels.json`` to ``out_dir``.
+    Several checkpoints are averaged into one model.  The TFLite form is int8
+    dynamic-range if its outputs stay within 1e-3 of Keras on ``check_x``,
+    else float32; it must agree or nothing is shipped."""
     from .train import predict
 
-    model = keras.models.load_model(checkpoint, compile=False)
+    checkpoints = [Path(c) for c in ([checkpoints] if isinstance(checkpoints, (str, Path)) else checkpoints)]
+    model = ensemble(checkpoints)
     ref = predict(model, check_x)
     chosen = None
     for quantize in (True, False):
@@ -63,12 +78,13 @@ def export(checkpoint: Path, out_dir: Path, labels: list[str], check_x: np.ndarr
     if chosen is None:
         raise RuntimeError(f"TFLite outputs differ from Keras by {diff:.2e} > {TOLERANCE}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(checkpoint, out_dir / "emotion.keras")
+    model.save(out_dir / "emotion.keras")
     (out_dir / "emotion.tflite").write_bytes(chosen[0])
     meta = {
         "labels": list(labels),
         "arch": model.name,
         "params": int(model.count_params()),
+        "members": [str(c) for c in checkpoints],
         "tflite": chosen[1],
         "tflite_max_abs_diff": chosen[2],
         "input": {"frames": N_FRAMES, "features": N_FEATURES, "names": list(FEATURE_NAMES)},

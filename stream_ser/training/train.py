@@ -33,7 +33,8 @@ class TrainOptions:
     batch_size: int = 64
     learning_rate: float = 1e-3
     patience: int = 30
-    seed: int = 0
+    seed: int = 0  # weights and batch order
+    data_seed: int = 0  # augmentation draws (features are cached per data seed)
     keep_calm: bool = False
     variants: tuple[str, ...] = augment.TRAIN_VARIANTS
     time_mask: int = 20
@@ -83,7 +84,7 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
         def loader(split, variant):
             task = bar.add_task(f"features {split}/{variant}", total=None)
-            ws = load_windows(split, variant, data_dir=opts.data_dir, seed=opts.seed, limit=opts.limit,
+            ws = load_windows(split, variant, data_dir=opts.data_dir, seed=opts.data_seed, limit=opts.limit,
                               progress=lambda i, n: bar.update(task, completed=i, total=n))
             bar.update(task, completed=1, total=1, visible=False)
             return ws
