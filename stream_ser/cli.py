@@ -135,6 +135,8 @@ def run_session(args) -> int:
     writers = _open_writers(args)
     from .pipeline import Pipeline
 
+    if sys.stderr.isatty():
+        print("stream-ser: loading models…", file=sys.stderr, end="\r", flush=True)
     try:
         pipeline = Pipeline(source, options)
     except ModelError as e:

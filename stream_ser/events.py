@@ -4,7 +4,8 @@ The contract other tools read (one JSON object per line): every event has
 ``type``, ``start`` and ``end`` (audio seconds on the stream clock),
 ``emitted_at`` (Unix wall time) and ``latency_ms`` (emission wall time minus the
 wall time at which the audio's last sample was captured; in ``--speed 0``
-replay that is the compute and queueing time).
+replay that is the compute and queueing time).  ``utterance`` numbers the VAD's
+utterances from 0, the same in emotion, transcript and speech events.
 """
 
 from __future__ import annotations

@@ -98,6 +98,7 @@ class Pipeline:
         self.started_at = None
         self._level_sq, self._level_n, self._peak, self._clipped = 0.0, 0, 0.0, 0
         self._last_status = 0.0
+        self._losses_seen = (0, 0)
         self._status_from = 0
         self._utterance = -1
 
@@ -126,8 +127,10 @@ class Pipeline:
             warnings.append(f"clipping ({self._clipped} samples)")
         if math.isfinite(level) and level < -50 and self._peak > 0:
             warnings.append("input very quiet")
-        if dropped or self.dropped_windows:
+        # warn while losses grow, not for the rest of the session after one
+        if dropped > self._losses_seen[0] or self.dropped_windows > self._losses_seen[1]:
             warnings.append("audio is being dropped")
+        self._losses_seen = (dropped, self.dropped_windows)
         queues = {"emotion": self.emotion.windows.qsize()}
         ev = StatusEvent(type="status", start=round(self._status_from / SAMPLE_RATE, 3), end=round(written / SAMPLE_RATE, 3),
                          emitted_at=now, latency_ms=0.0, source=self.source.name, sample_rate=self.source.sample_rate,
