@@ -50,6 +50,17 @@ def predict(model, x: np.ndarray, batch: int = 256) -> np.ndarray:
     return np.concatenate([model(x[i : i + batch], training=False).numpy() for i in range(0, len(x), batch)])
 
 
+def recalibrate_batchnorm(model, x: np.ndarray, rng, batch_size: int, batches: int = 30) -> None:
+    """Re-estimate BatchNorm moving statistics on clean training windows.
+
+    With ~40 steps an epoch the paper CNN's moving averages lag its weights, and
+    in inference mode (what TFLite and the stream run) it predicts one class
+    while training-mode accuracy looks fine (GUIDE §1).  Forward passes in
+    training mode update only the moving statistics; no weight changes."""
+    for _ in range(batches):
+        model(x[rng.choice(len(x), batch_size, replace=False)], training=True)
+
+
 def _mask(x: np.ndarray, rng, width_t: int, width_f: int) -> np.ndarray:
     x = x.copy()
     n, t, f = x.shape
@@ -130,6 +141,9 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
             bar.reset(batches, total=steps)
             hist = model.fit(xe, ye, sample_weight=class_weight[y[order]], batch_size=opts.batch_size,
                              epochs=1, verbose=0, callbacks=[Tick()])
+            if opts.arch == "paper":
+                recalibrate_batchnorm(model, x, rng, opts.batch_size)
+                model.save(out / "last.keras")
             probs = predict(model, val.x)
             val_scores = scores(val.clip_y(opts.keep_calm), clip_predictions(probs, val.clip_of_window, len(val.clip_emotions)), names)
             # "always one class" shows up here: inference-mode predictions per class
