@@ -143,7 +143,6 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
                              epochs=1, verbose=0, callbacks=[Tick()])
             if opts.arch == "paper":
                 recalibrate_batchnorm(model, x, rng, opts.batch_size)
-                model.save(out / "last.keras")
             probs = predict(model, val.x)
             val_scores = scores(val.clip_y(opts.keep_calm), clip_predictions(probs, val.clip_of_window, len(val.clip_emotions)), names)
             # "always one class" shows up here: inference-mode predictions per class
