@@ -1,0 +1,109 @@
+"""Training, export and evaluation do what they claim, on real RAVDESS clips."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stream_ser.features import extract
+from stream_ser.training.dataset import EMOTIONS, label_of, read_manifest
+from stream_ser.training.metrics import clip_predictions, confusion, scores
+from stream_ser.windows import clip_windows, cut
+
+from .conftest import SER, need_shared, run_cli
+
+
+def test_scores_match_a_hand_computed_confusion_matrix():
+    names = ["a", "b", "c"]
+    y_true = [0, 0, 0, 1, 1, 2, 2, 2, 2]
+    y_pred = [0, 0, 1, 1, 2, 2, 2, 0, -1]  # -1: a clip without a window
+    m = confusion(y_true, y_pred, 3)
+    assert m.tolist() == [[2, 1, 0, 0], [0, 1, 1, 0], [1, 0, 2, 1]]
+    s = scores(y_true, y_pred, names)
+    recall = {"a": 2 / 3, "b": 1 / 2, "c": 2 / 4}
+    precision = {"a": 2 / 3, "b": 1 / 2, "c": 2 / 3}
+    f1 = {k: 2 * precision[k] * recall[k] / (precision[k] + recall[k]) for k in names}
+    assert s["recall"] == pytest.approx(recall)
+    assert s["ua"] == pytest.approx(np.mean(list(recall.values())))
+    assert s["macro_f1"] == pytest.approx(np.mean(list(f1.values())))
+    assert s["wa"] == pytest.approx(5 / 9)
+    assert s["no_window"] == 1
+
+
+def test_clip_prediction_averages_its_windows():
+    probs = np.array([[0.6, 0.4], [0.1, 0.9], [0.9, 0.1]])
+    # clip 0: mean (0.35, 0.65) -> 1; clip 1: -> 0; clip 2: no window
+    assert clip_predictions(probs, np.array([0, 0, 1]), 3).tolist() == [1, 0, -1]
+
+
+@pytest.fixture(scope="module")
+def tiny_slice():
+    need_shared()
+    clips = [c for c in read_manifest(SER) if c.split == "train"]
+    chosen = []
+    for e in EMOTIONS:
+        chosen += [c for c in clips if label_of(c.emotion) == e][:3]
+    x, y = [], []
+    for c in chosen:
+        audio, _ = sf.read(c.path, dtype="float32")
+        for w in clip_windows(audio):
+            x.append(extract(cut(audio, w)))
+            y.append(EMOTIONS.index(label_of(c.emotion)))
+    return np.stack(x), np.array(y)
+
+
+def test_compact_model_learns_its_training_windows(tiny_slice):
+    import keras
+
+    from stream_ser.training.models import build
+    from stream_ser.training.train import predict
+
+    x, y = tiny_slice
+    keras.utils.set_random_seed(0)
+    model = build("compact", len(EMOTIONS))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=60, batch_size=16, verbose=0)  # a few seconds on a CPU
+    acc = float(np.mean(predict(model, x).argmax(1) == y))
+    assert acc >= 0.6, acc  # chance is 1/7
+
+
+def test_paper_architecture_has_the_papers_parameter_count():
+    from stream_ser.training.models import build
+
+    assert build("paper", 7).count_params() == 7_193_223
+
+
+def test_shipped_fast_path_agrees_with_keras(tiny_slice):
+    import keras
+
+    from stream_ser.emotion import DEFAULT_MODELS, EmotionModel
+
+    if not (DEFAULT_MODELS / "emotion.tflite").exists():
+        pytest.skip("no shipped model")
+    fast = EmotionModel(DEFAULT_MODELS, prefer="tflite")
+    assert fast.form == "tflite"
+    keras_model = keras.models.load_model(DEFAULT_MODELS / "emotion.keras", compile=False)
+    x, _ = tiny_slice
+    ref = keras_model(x, training=False).numpy()
+    got = np.array([fast.predict(row) for row in x])
+    assert np.abs(got - ref).max() <= 1e-3
+    assert len(fast.labels) == ref.shape[1] and json.loads((DEFAULT_MODELS / "labels.json").read_text())["labels"] == list(fast.labels)
+
+
+def test_train_cli_checkpoints_and_resumes(tmp_path):
+    need_shared()
+    env = {"STREAM_SER_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "run"
+    r = run_cli("train", "--epochs", "1", "--limit", "10", "--variants", "clean,telephone", "--out", out, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = json.loads((out / "state.json").read_text())
+    assert state["epoch"] == 1 and (out / "last.keras").exists() and (out / "best.keras").exists()
+    caches = sorted(os.listdir(tmp_path / "cache"))
+    assert len(caches) == 3  # train/clean, train/telephone, val/clean
+    r = run_cli("train", "--epochs", "2", "--limit", "10", "--variants", "clean,telephone", "--out", out, "--resume", env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((out / "state.json").read_text())["epoch"] == 2
+    assert sorted(os.listdir(tmp_path / "cache")) == caches  # the second run reused the cached features
