@@ -99,6 +99,7 @@ class Pipeline:
         self._level_sq, self._level_n, self._peak, self._clipped = 0.0, 0, 0.0, 0
         self._last_status = 0.0
         self._losses_seen = (0, 0)
+        self._skipped_seen = 0.0
         self._status_from = 0
         self._utterance = -1
 
@@ -131,6 +132,10 @@ class Pipeline:
         if dropped > self._losses_seen[0] or self.dropped_windows > self._losses_seen[1]:
             warnings.append("audio is being dropped")
         self._losses_seen = (dropped, self.dropped_windows)
+        skipped = self.transcriber.skipped_seconds if self.transcriber else 0.0
+        if skipped > self._skipped_seen:
+            warnings.append(f"transcript behind: skipped {skipped:.1f} s of audio")
+        self._skipped_seen = skipped
         queues = {"emotion": self.emotion.windows.qsize()}
         ev = StatusEvent(type="status", start=round(self._status_from / SAMPLE_RATE, 3), end=round(written / SAMPLE_RATE, 3),
                          emitted_at=now, latency_ms=0.0, source=self.source.name, sample_rate=self.source.sample_rate,

@@ -251,7 +251,6 @@ class Transcriber(threading.Thread):
         if self.live and written - u.decode_from > o.max_lag * SAMPLE_RATE:
             skip = written - int(o.cadence * SAMPLE_RATE) - u.decode_from
             self.skipped_seconds += skip / SAMPLE_RATE
-            log.warning("transcriber behind: skipped %.1f s of audio", skip / SAMPLE_RATE)
             u.decode_from = u.decoded_to = u.committed_until = written - int(o.cadence * SAMPLE_RATE)
             u.hypothesis = []
             self._hold()
