@@ -135,3 +135,23 @@ def test_hour_long_file_runs_with_flat_memory(tmp_path, jfk):
     # memory: the second half of the run holds no more than the first half plus 10%
     half = len(rss) // 2
     assert rss and max(rss[half:]) <= 1.1 * max(rss[:half]), (max(rss[:half]), max(rss[half:]))
+
+
+class SlowWhisper:
+    """Stands in for faster-whisper on a machine far too slow for it."""
+
+    def transcribe(self, audio, **kw):
+        time.sleep(1.5)
+        return iter([]), None
+
+
+def test_transcriber_that_cannot_keep_up_skips_visibly(jfk, emotion_model):
+    from stream_ser.transcribe import TranscribeOptions
+
+    source = FileSource(jfk, speed=1.0)
+    source.live = True
+    options = PipelineOptions(transcribe=TranscribeOptions(max_lag=3.0), status_interval=0.5)
+    events = list(Pipeline(source, options, emotion_model=emotion_model, whisper_model=SlowWhisper()).events())
+    status = [e for e in events if e.type == "status"]
+    assert status[-1].skipped_audio_s > 0
+    assert any(w.startswith("transcript behind") for e in status for w in e.warnings)
