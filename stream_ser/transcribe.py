@@ -248,10 +248,11 @@ class Transcriber(threading.Thread):
     def _step_open(self, u: _Utterance) -> None:
         o = self.options
         written = self.ring.written
-        if self.live and written - u.decode_from > o.max_lag * SAMPLE_RATE:
-            skip = written - int(o.cadence * SAMPLE_RATE) - u.decode_from
-            self.skipped_seconds += skip / SAMPLE_RATE
-            u.decode_from = u.decoded_to = u.committed_until = written - int(o.cadence * SAMPLE_RATE)
+        # behind = audio captured but not yet decoded even once (not the span a decode covers)
+        if self.live and written - u.decoded_to > o.max_lag * SAMPLE_RATE:
+            resume = written - int(o.cadence * SAMPLE_RATE)
+            self.skipped_seconds += (resume - u.committed_until) / SAMPLE_RATE
+            u.decode_from = u.decoded_to = u.committed_until = resume
             u.hypothesis = []
             self._hold()
             return

@@ -1,0 +1,212 @@
+"""Per-window cost: feature extraction and every form of the emotion model.
+
+On a real 2.5 s window (jfk.flac from 1.0 s), after warm-up, --runs timed calls
+each (median and p95, ms) of
+  features        stream_ser.features.extract(window)
+  keras predict   model.predict(x, verbose=0)
+  keras call      model(x, training=False)
+  tf.function     tf.function(lambda x: model(x, training=False))
+  tflite f32      tf.lite.Interpreter, num_threads=1
+  tflite int8     dynamic-range (TFLiteConverter, Optimize.DEFAULT), num_threads=1
+for the ``compact`` arch (models/emotion.keras) and the ``paper`` arch
+(runs/paper/best.keras if it loads, else stream_ser.training.models.build("paper")
+with random weights).  Each TFLite form's max abs difference from Keras is
+measured on windows from every shared speech recording.  Then the streaming
+path, EmotionModel(models dir).predict(extract(window)): target < 10 ms median.
+
+    python bench/window.py [--runs 200] [--skip-paper] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common as C  # noqa: E402
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+NAME = "window"
+
+
+def timeit(fn, runs: int, warm: int = 10) -> dict:
+    """Wall ms (median, p95) and process CPU ms (median; all threads) per call."""
+    import numpy as np
+
+    for _ in range(warm):
+        fn()
+    t, c = [], []
+    for _ in range(runs):
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        t.append((time.perf_counter() - t0) * 1000)
+        c.append((time.process_time() - c0) * 1000)
+    t = np.array(t)
+    return {"median_ms": round(float(np.median(t)), 3), "p95_ms": round(float(np.percentile(t, 95)), 3),
+            "cpu_median_ms": round(float(np.median(c)), 3), "runs": runs}
+
+
+def interpreter(blob: bytes):
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        interp = tf.lite.Interpreter(model_content=blob, num_threads=1)
+    interp.allocate_tensors()
+    i, o = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+
+    def run(x):
+        interp.set_tensor(i, x)
+        interp.invoke()
+        return interp.get_tensor(o)
+
+    return run
+
+
+def forms(model, x, check, runs: int) -> dict:
+    """Time every form of ``model`` on ``x`` (1, 108, 22); TFLite diffs on ``check`` (n, 108, 22)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from stream_ser.training.export import to_tflite
+
+    out = {"params": int(model.count_params())}
+    ref = np.concatenate([model(c[None], training=False).numpy() for c in check])
+    xt = tf.constant(x)
+    fn = tf.function(lambda v: model(v, training=False), reduce_retracing=True)
+    out["keras_predict"] = timeit(lambda: model.predict(x, verbose=0), max(20, runs // 4))
+    out["keras_call"] = timeit(lambda: model(xt, training=False), runs)
+    out["tf_function"] = timeit(lambda: fn(xt).numpy(), runs)
+    for key, quant in (("tflite_f32", False), ("tflite_int8", True)):
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            blob = to_tflite(model, quant)
+        convert_s = time.perf_counter() - t0
+        run = interpreter(blob)
+        got = np.concatenate([run(c[None]) for c in check])
+        out[key] = {**timeit(lambda: run(x), runs), "bytes": len(blob), "convert_s": round(convert_s, 1),
+                    "max_abs_diff_vs_keras": float(np.abs(got - ref).max()),
+                    "same_argmax": float(np.mean(got.argmax(1) == ref.argmax(1)))}
+    return out
+
+
+def blas_limited(fn):
+    """``fn`` run with numpy's BLAS limited to one thread (threadpoolctl), if available."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+
+    def run():
+        with threadpool_limits(1, user_api="blas"):
+            return fn()
+
+    return run
+
+
+def measure(args) -> dict:
+    rows = C.speech_rows()
+    import numpy as np
+
+    from stream_ser.features import SAMPLE_RATE, WINDOW_SAMPLES, extract
+
+    jfk = C.load_speech(next(r for r in rows if r["path"] == "jfk.flac"))
+    window = jfk[SAMPLE_RATE: SAMPLE_RATE + WINDOW_SAMPLES]
+    checks = []
+    for r in rows:  # one window from every recording (zero-padded if short) for the TFLite diffs
+        y = C.load_speech(r)[: WINDOW_SAMPLES]
+        checks.append(extract(np.pad(y, (0, WINDOW_SAMPLES - len(y)))))
+    check = np.stack(checks).astype(np.float32)
+    x = extract(window)[None].astype(np.float32)
+    result: dict = {"window": "jfk.flac 1.0-3.5 s", "runs": args.runs}
+    C.log("window: features ...")
+    result["features"] = timeit(lambda: extract(window), args.runs)
+    limited = blas_limited(lambda: extract(window))
+    if limited:
+        result["features_blas1"] = timeit(limited, args.runs)
+
+    import keras
+    import tensorflow as tf
+
+    from stream_ser.emotion import DEFAULT_MODELS, EmotionModel
+
+    result["tensorflow"] = tf.__version__
+    archs = {}
+    compact_path = DEFAULT_MODELS / "emotion.keras"
+    if compact_path.is_file():
+        C.log("window: compact (models/emotion.keras) ...")
+        m = keras.models.load_model(compact_path, compile=False)
+        archs["compact"] = {"source": str(compact_path.relative_to(C.ROOT)), **forms(m, x, check, args.runs)}
+    else:
+        C.log(f"window: {compact_path} not found; compact arch skipped")
+    if not args.skip_paper:
+        from stream_ser.training.models import build
+
+        ckpt = C.ROOT / "runs" / "paper" / "best.keras"
+        m, source = None, "stream_ser.training.models.build('paper'), random weights"
+        if ckpt.is_file():
+            try:
+                m, source = keras.models.load_model(ckpt, compile=False), str(ckpt.relative_to(C.ROOT))
+            except Exception as e:  # e.g. being written by a training run right now
+                C.log(f"window: {ckpt} did not load ({str(e).splitlines()[0][:120]}); using random weights")
+        if m is None:
+            m = build("paper", n_classes=7)
+        C.log(f"window: paper ({source}) ...")
+        archs["paper"] = {"source": source, **forms(m, x, check, args.runs)}
+    result["archs"] = archs
+
+    C.log("window: streaming path EmotionModel(models).predict(extract(window)) ...")
+    em = EmotionModel(DEFAULT_MODELS)
+    result["stream_path"] = {"form": em.form, "file": str(Path(em.path).relative_to(C.ROOT)),
+                             **timeit(lambda: em.predict(extract(window)), args.runs)}
+    limited = blas_limited(lambda: em.predict(extract(window)))
+    if limited:
+        result["stream_path_blas1"] = timeit(limited, args.runs)
+    result["targets"] = [C.target("stream path (features + model) median", result["stream_path"]["median_ms"], "<", 10, "ms")]
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=200, help="timed calls per form (after 10 warm-up calls; predict uses runs/4)")
+    ap.add_argument("--skip-paper", action="store_true", help="only the compact arch")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args()
+    C.need_data()
+    with C.stdout_to_stderr():  # the TFLite converter prints to stdout
+        result = measure(args)
+    archs = result["archs"]
+
+    def text() -> str:
+        def row(label, d, diff=None, mb=None):
+            return [label, d["median_ms"], d["p95_ms"], d["cpu_median_ms"], diff, mb]
+
+        rows = [row("features (extract)", result["features"])]
+        if "features_blas1" in result:
+            rows.append(row("features, numpy BLAS 1 thread", result["features_blas1"]))
+        for a, v in archs.items():
+            for k in ("keras_predict", "keras_call", "tf_function", "tflite_f32", "tflite_int8"):
+                rows.append(row(f"{a} ({v['params']:,} params) {k}", v[k], v[k].get("max_abs_diff_vs_keras"),
+                                v[k]["bytes"] / 1e6 if "bytes" in v[k] else None))
+        sp = result["stream_path"]
+        rows.append(row(f"stream path: features + EmotionModel ({sp['form']})", sp))
+        if "stream_path_blas1" in result:
+            rows.append(row("stream path, numpy BLAS 1 thread", result["stream_path_blas1"]))
+        out = [f"one 2.5 s window ({result['window']}), {args.runs} runs after warm-up; TF {result['tensorflow']}, TFLite num_threads=1\n",
+               C.table(rows, ["form", "median ms", "p95 ms", "CPU ms", "max |diff| vs keras", "MB"])]
+        for a, v in archs.items():
+            out.append(f"{a}: {v['source']}")
+        return "\n".join(out)
+
+    C.finish(NAME, result, args.json, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
