@@ -138,10 +138,11 @@ def test_hour_long_file_runs_with_flat_memory(tmp_path, jfk):
 
 
 class SlowWhisper:
-    """Stands in for faster-whisper on a machine far too slow for it."""
+    """Stands in for faster-whisper on a machine far too slow for it: one decode
+    takes longer than the transcriber may fall behind (max_lag)."""
 
     def transcribe(self, audio, **kw):
-        time.sleep(1.5)
+        time.sleep(4.0)
         return iter([]), None
 
 
