@@ -240,6 +240,29 @@ class Transcriber(threading.Thread):
             del self._utts[: len(group)]
         self._hold()
 
+    def _skip_if_behind(self) -> bool:
+        """Live only: when audio waits longer than ``max_lag`` for its first
+        decode, drop it (counted in :attr:`skipped_seconds`) rather than drift
+        behind without limit.  Lag is audio not yet decoded at all, not the
+        span a decode covers."""
+        o = self.options
+        u = self._utts[0]
+        written = self.ring.written
+        if not self.live or written - u.decoded_to <= o.max_lag * SAMPLE_RATE:
+            return False
+        if u.end is not None:  # a finished utterance nobody will wait for
+            self.skipped_seconds += max(0, u.end - u.committed_until) / SAMPLE_RATE
+            if u.hypothesis:
+                self._event(u, [], final=False)
+            del self._utts[0]
+        else:
+            resume = written - int(o.cadence * SAMPLE_RATE)
+            self.skipped_seconds += max(0, resume - u.committed_until) / SAMPLE_RATE
+            u.decode_from = u.decoded_to = u.committed_until = resume
+            u.hypothesis = []
+        self._hold()
+        return True
+
     @staticmethod
     def _prompt(u: _Utterance) -> str:
         # Committed text is context only once its audio is no longer decoded.
@@ -248,14 +271,6 @@ class Transcriber(threading.Thread):
     def _step_open(self, u: _Utterance) -> None:
         o = self.options
         written = self.ring.written
-        # behind = audio captured but not yet decoded even once (not the span a decode covers)
-        if self.live and written - u.decoded_to > o.max_lag * SAMPLE_RATE:
-            resume = written - int(o.cadence * SAMPLE_RATE)
-            self.skipped_seconds += (resume - u.committed_until) / SAMPLE_RATE
-            u.decode_from = u.decoded_to = u.committed_until = resume
-            u.hypothesis = []
-            self._hold()
-            return
         if written - u.decoded_to < o.cadence * SAMPLE_RATE:
             self.ring.wait_for(u.decoded_to + int(o.cadence * SAMPLE_RATE), timeout=0.05)
             return
@@ -284,6 +299,8 @@ class Transcriber(threading.Thread):
                 if not self._utts:
                     if self._eos:
                         return
+                    continue
+                if self._skip_if_behind():
                     continue
                 if self._utts[0].end is not None:
                     self._finish_utterances()
