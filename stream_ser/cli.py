@@ -194,9 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "listen" and args.list_devices:
-            from .sources import list_devices
+            from .sources import SourceError, list_devices
 
-            print(list_devices())
+            try:
+                print(list_devices())
+            except SourceError as e:
+                raise UserError(str(e)) from None
             return EXIT_OK
         if args.command in ("listen", "replay"):
             return run_session(args)

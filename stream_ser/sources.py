@@ -148,9 +148,17 @@ class FileSource(Source):
             self._ffmpeg.kill()
 
 
+def _sounddevice():
+    try:
+        import sounddevice
+    except OSError:  # the PortAudio library itself is missing
+        raise SourceError("PortAudio is not installed (e.g. `apt-get install libportaudio2`)") from None
+    return sounddevice
+
+
 def find_device(device: str | int | None):
     """Resolve ``-d/--device``: an index, or a substring of an input device's name."""
-    import sounddevice as sd
+    sd = _sounddevice()
 
     if device is None or device == "":
         try:
@@ -170,7 +178,7 @@ def find_device(device: str | int | None):
 
 
 def list_devices() -> str:
-    import sounddevice as sd
+    sd = _sounddevice()
 
     lines = []
     default = sd.default.device[0]
