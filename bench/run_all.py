@@ -32,6 +32,7 @@ def plan(args) -> list[tuple[str, list[str], float]]:
         ("latency", [], 600),
         ("transcript", [], 1200),
         ("live", ["--minutes", "3"], 900),
+        ("dashboard", [], 300),
     ]
     if args.soak:
         p.append(("soak", ["--minutes", f"{args.soak_minutes:g}"], args.soak_minutes * 60 + 900))
