@@ -97,6 +97,7 @@ class Pipeline:
         self.dropped_windows = 0
         self.started_at = None
         self._level_sq, self._level_n, self._peak, self._clipped = 0.0, 0, 0.0, 0
+        self._speech_sq, self._speech_n = 0.0, 0  # level of the blocks the VAD calls speech
         self._last_status = 0.0
         self._losses_seen = (0, 0)
         self._skipped_seen = 0.0
@@ -126,7 +127,8 @@ class Pipeline:
         warnings = []
         if self._clipped:
             warnings.append(f"clipping ({self._clipped} samples)")
-        if math.isfinite(level) and level < -50 and self._peak > 0:
+        # judged on speech only: room noise in a pause is quiet and that is fine
+        if self._speech_n and 10 * math.log10(self._speech_sq / self._speech_n + 1e-20) < -45:
             warnings.append("input very quiet")
         # warn while losses grow, not for the rest of the session after one
         if dropped > self._losses_seen[0] or self.dropped_windows > self._losses_seen[1]:
@@ -146,6 +148,7 @@ class Pipeline:
                          queues=queues, compute_ratio=ratio, in_speech=self.gate.in_speech, warnings=warnings)
         self._out.put(ev)
         self._level_sq, self._level_n, self._peak, self._clipped = 0.0, 0, 0.0, 0
+        self._speech_sq, self._speech_n = 0.0, 0
         self._status_from = written
         self._last_status = now
 
@@ -172,6 +175,9 @@ class Pipeline:
                 self._peak = max(self._peak, float(np.abs(block).max()))
                 self._clipped += int(np.count_nonzero(np.abs(block) >= 0.999))
                 self._route(self.gate.push(block), captured_at)
+                if self.gate.in_speech:
+                    self._speech_sq += float(np.dot(block, block))
+                    self._speech_n += len(block)
                 self._dispatch_windows(self.windower.ready(self.ring.written, self.gate.speech_until))
                 if time.time() - self._last_status >= self.options.status_interval:
                     self._status()

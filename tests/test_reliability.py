@@ -44,6 +44,7 @@ def test_clipping_and_quiet_input_warn(tmp_path, jfk, emotion_model):
     warn = lambda path: {w.split(" (")[0] for e in run_pipeline(path, emotion_model, speed=4.0) if e["type"] == "status" for w in e["warnings"]}
     assert "clipping" in warn(loud)
     assert "input very quiet" in warn(quiet)
+    assert not warn(jfk)  # ordinary speech with pauses: no warning at all
 
 
 def test_read_only_output_path(tmp_path, jfk):
