@@ -258,8 +258,9 @@ class Pipeline:
     def stop(self) -> None:
         """End early (thread- and signal-safe): capture stops, the rest is analysed."""
         self._stop.set()
-        if isinstance(self.source, MicSource):
-            self.source.close()
+        # only a flag: closing a PortAudio stream from another thread (a key
+        # handler, a signal handler) can block; the capture thread closes it
+        self.source.request_stop()
 
 
 def replay(path: str, speed: float = 0.0, options: PipelineOptions | None = None) -> Iterator[Event]:

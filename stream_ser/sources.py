@@ -42,6 +42,9 @@ class Source:
     def blocks(self) -> Iterator[tuple[np.ndarray, float]]:
         raise NotImplementedError
 
+    def request_stop(self) -> None:
+        """Ask :meth:`blocks` to end soon; safe from any thread or a signal handler."""
+
     def close(self) -> None:
         pass
 
@@ -256,6 +259,9 @@ class MicSource(Source):
             y = resampler.resample_chunk(x) if resampler else x
             if len(y):
                 yield y, t
+
+    def request_stop(self) -> None:
+        self._stop.set()  # blocks() returns within 0.1 s; the stream is closed on its thread
 
     def close(self) -> None:
         self._stop.set()
