@@ -463,7 +463,7 @@ def run_cli(args: list[str], jsonl: str | os.PathLike, env: dict | None = None, 
     stderr = err_path.read_text(errors="replace")
     return {"returncode": p.returncode, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
             "cpu_at_open_s": cpu_open, "max_rss_mib": usage.ru_maxrss / 1024, "launched_at": launched,
-            "events": read_events(jsonl), "stderr_tail": stderr[-1500:]}
+            "events": read_events(jsonl), "stderr_tail": re.sub(r"/tmp/\S+", "<tmp>", stderr[-1500:])}
 
 
 def check_run(run: dict[str, Any], what: str) -> None:
@@ -644,7 +644,7 @@ class LiveSession:
                     "per_audio_s_incl_load": round(cpu_total, 4) if cpu_total is not None else None},
             "rss": rss_summary(self.samples),
             "samples": self.samples,
-            "stderr_tail": self.stderr[-600:],
+            "stderr_tail": re.sub(r"/tmp/\S+", "<tmp>", self.stderr[-600:]),  # no machine paths in results
         }
 
 
