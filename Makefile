@@ -9,6 +9,12 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@# sounddevice's Linux wheels do not bundle PortAudio: install it where we can
+	@if [ "$$(uname)" = Linux ] && ! ldconfig -p 2>/dev/null | grep -q libportaudio; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libportaudio2 >/dev/null; \
+	  else echo "note: install PortAudio for live input (e.g. sudo apt-get install libportaudio2)"; fi; \
+	fi
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
