@@ -95,7 +95,6 @@ class Pipeline:
         self._stop = threading.Event()
         self.error: BaseException | None = None
         self.dropped_windows = 0
-        self.started_at = None
         self._level_sq, self._level_n, self._peak, self._clipped = 0.0, 0, 0.0, 0
         self._speech_sq, self._speech_n = 0.0, 0  # level of the blocks the VAD calls speech
         self._last_status = 0.0
@@ -115,7 +114,7 @@ class Pipeline:
             else:
                 self.emotion.windows.put(w)  # back-pressure
 
-    def _status(self, final: bool = False) -> None:
+    def _status(self) -> None:
         now = time.time()
         written = self.ring.written
         level = 10 * math.log10(self._level_sq / self._level_n) if self._level_n and self._level_sq > 0 else -math.inf
@@ -202,7 +201,7 @@ class Pipeline:
                     if self.transcriber.is_alive():
                         self.transcriber.stop()
                         self.transcriber.join(0.5)
-                self._status(final=True)
+                self._status()
                 for worker in (self.emotion, self.transcriber):
                     if worker is not None and worker.error is not None and self.error is None:
                         self.error = worker.error
@@ -213,7 +212,6 @@ class Pipeline:
         """Start the stages and yield every event until the source ends or
         :meth:`stop`.  Raises the source's error (e.g. :class:`DeviceLost`)
         after the events produced before it."""
-        self.started_at = time.time()
         self.emotion.start()
         if self.transcriber:
             self.transcriber.start()

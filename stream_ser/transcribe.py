@@ -139,7 +139,6 @@ class Transcriber(threading.Thread):
         self._previous: int | None = None  # where the previous utterance began
         self.compute_seconds = 0.0
         self.skipped_seconds = 0.0
-        self.decodes = 0
         self.error: BaseException | None = None
         self._halt = threading.Event()
 
@@ -189,7 +188,6 @@ class Transcriber(threading.Thread):
         words = [Word(start + int(w.start * SAMPLE_RATE), start + int(w.end * SAMPLE_RATE), w.word)
                  for s in segments for w in (s.words or [])]
         self.compute_seconds += time.perf_counter() - t0
-        self.decodes += 1
         return [w for w in words if w.key]
 
     @staticmethod

@@ -12,10 +12,6 @@ import numpy as np
 from .dataset import DEFAULT_DATA, labels, load_windows
 
 
-class _UserError(Exception):
-    pass
-
-
 def _data_dir(args) -> Path:
     d = Path(args.data) if getattr(args, "data", None) else DEFAULT_DATA
     if not (d / "manifest.csv").is_file():

@@ -58,7 +58,7 @@ def ensemble(checkpoints: list[Path]):
     return keras.Model(inp, out, name=f"{base}_x{len(members)}")
 
 
-def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: np.ndarray, card_facts: dict | None = None) -> dict:
+def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: np.ndarray) -> dict:
     """Write ``emotion.keras``, ``emotion.tflite`` and ``labels.json`` to ``out_dir``.
     Several checkpoints are averaged into one model.  The TFLite form is int8
     dynamic-range if its outputs stay within 1e-3 of Keras on ``check_x``,
@@ -92,7 +92,6 @@ def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: n
         "normalisation": "per-window z-score of each feature track over its 108 frames (stream_ser.features.normalise); no stored statistics are needed",
         "window": WindowOptions().__dict__,
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **(card_facts or {}),
     }
     (out_dir / "labels.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta
