@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", metavar="DIR", help="dataset directory with manifest.csv (default ../shared/data/ser)")
     s.add_argument("--variants", metavar="LIST", help="comma-separated training augmentations (default: clean,noise,telephone,reverb,pitch,mp3)")
     s.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    s.add_argument("--norm", choices=("session", "window"), default="session",
+                   help="feature normalisation: running per session/speaker (default) or per window")
+    s.add_argument("--prior-windows", type=float, default=5.0, metavar="N",
+                   help="weight of the training-set prior in a session's statistics, in windows (default 5)")
     s.add_argument("--limit", type=int, help="use only the first N clips of each split (smoke tests)")
     s.add_argument("--seed", type=int, default=0)
 

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from .events import EmotionEvent
-from .features import N_FEATURES, N_FRAMES, SAMPLE_RATE, extract
+from .features import N_FEATURES, N_FRAMES, SAMPLE_RATE, normaliser, raw_features
 from .ring import RingBuffer
 from .windows import EmotionWindow
 
@@ -76,6 +76,8 @@ class EmotionModel:
             self.labels = tuple(meta["labels"])
             if not self.labels or not all(isinstance(x, str) for x in self.labels):
                 raise ValueError
+            self.normalisation = meta.get("normalisation") if isinstance(meta.get("normalisation"), dict) else None
+            normaliser(self.normalisation)  # fails here, not in the first window
         except Exception:
             raise ModelError(f"{labels_path}: not a valid labels file (expected {{\"labels\": [...]}})") from None
         _quiet_tensorflow()
@@ -128,8 +130,13 @@ class EmotionModel:
                 return fn(tf.constant(x[None])).numpy()[0]
         self._run = run
 
+    def new_normaliser(self):
+        """A fresh ``raw features -> model input`` callable for one stream
+        (stateful for ``"session"`` models: one per stream, one thread)."""
+        return normaliser(self.normalisation)
+
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities for one (108, 22) feature matrix."""
+        """Class probabilities for one (108, 22) normalised feature matrix."""
         return np.asarray(self._run(np.ascontiguousarray(features, dtype=np.float32)), dtype=np.float64)
 
 
@@ -152,8 +159,10 @@ class EmotionOptions:
 
 class EmotionWorker(threading.Thread):
     """Thread: takes :class:`EmotionWindow` s from :attr:`windows`, reads their audio
-    from the ring buffer, runs features + model, emits :class:`EmotionEvent` s
-    through ``emit`` (thread-safe callable).  ``None`` on the queue stops it."""
+    from the ring buffer, runs features + the model's normalisation + model, emits
+    :class:`EmotionEvent` s through ``emit`` (thread-safe callable).  ``None`` on
+    the queue stops it.  One worker is one session: a ``"session"`` model's
+    running statistics start with it."""
 
     def __init__(self, model: EmotionModel, ring: RingBuffer, emit: Callable, options: EmotionOptions):
         super().__init__(name="emotion", daemon=True)
@@ -164,10 +173,11 @@ class EmotionWorker(threading.Thread):
         self.error: BaseException | None = None
         self._recent: deque = deque(maxlen=max(1, options.smoothing))
         self._utterance = -1
+        self._normalise = model.new_normaliser()
 
     def classify(self, window: EmotionWindow) -> EmotionEvent:
         t0 = time.perf_counter()
-        probs = self.model.predict(extract(self.ring.read(window.start, window.end)))
+        probs = self.model.predict(self._normalise(raw_features(self.ring.read(window.start, window.end))))
         if window.utterance != self._utterance:
             self._recent.clear()
             self._utterance = window.utterance

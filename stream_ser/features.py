@@ -5,12 +5,22 @@ The source paper computes features at 22.05 kHz with frame 2048 and hop 512 on
 2.5 s of audio, giving 108 frames x 22 values.  The stream runs at 16 kHz, so
 instead of resampling every window we scale frame and hop to the same durations
 (92.9 ms and 23.2 ms): 1486 and 372 samples, which gives the same 108 frames.
+The MFCC's FFT is zero-padded to 1536 points: 1486 = 2 x 743 (a prime) makes a
+slow FFT.
 
-Loudness normalisation is decided here, once: every feature track is
-z-normalised over the window's frames.  That makes the features exactly
-invariant to input gain (MFCC c0 and log energy move by a constant, which the
-mean removes; RMS scales, which the std removes) and removes a stationary
-channel (cepstral mean normalisation), at no warm-up cost for the first window.
+Normalisation is decided here, once, in one of two ways a model names in its
+``labels.json`` (:func:`normaliser`):
+
+- ``"window"``: every feature track is z-normalised over the window's own
+  frames (:func:`normalise`).  Exactly invariant to input gain and to a
+  stationary channel, with no warm-up, but it also removes how loud and how
+  bright this window is compared with the speaker's usual voice.
+- ``"session"``: every feature track is z-normalised with the running mean and
+  std of all speech frames heard so far in this stream (:class:`SessionNorm`),
+  shrunk towards the training set's statistics while the session is young.  It
+  removes the speaker and the channel and keeps what changes within them.
+  Training uses the same arithmetic (:func:`shrunk_stats`) over windows of one
+  speaker and one recording chain.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ WINDOW_SECONDS = 2.5
 WINDOW_SAMPLES = int(WINDOW_SECONDS * SAMPLE_RATE)  # 40000
 FRAME_LENGTH = 1486  # 2048 samples at 22.05 kHz
 HOP_LENGTH = 372  # 512 samples at 22.05 kHz
+N_FFT = 1536  # FRAME_LENGTH zero-padded to a fast FFT size
 N_MFCC = 20
 N_FRAMES = 1 + WINDOW_SAMPLES // HOP_LENGTH  # 108 (librosa centres frames)
 N_FEATURES = 2 + N_MFCC  # 22
@@ -57,7 +68,7 @@ def raw_features(window: np.ndarray) -> np.ndarray:
     zcr = librosa.feature.zero_crossing_rate(y, frame_length=FRAME_LENGTH, hop_length=HOP_LENGTH)
     rms = librosa.feature.rms(y=y, frame_length=FRAME_LENGTH, hop_length=HOP_LENGTH)
     mfcc = librosa.feature.mfcc(
-        y=y, sr=SAMPLE_RATE, n_mfcc=N_MFCC, n_fft=FRAME_LENGTH, hop_length=HOP_LENGTH, n_mels=64
+        y=y, sr=SAMPLE_RATE, n_mfcc=N_MFCC, n_fft=N_FFT, win_length=FRAME_LENGTH, hop_length=HOP_LENGTH, n_mels=64
     )
     return np.vstack([zcr, rms, mfcc]).T.astype(np.float32)
 
@@ -70,8 +81,64 @@ def normalise(features: np.ndarray) -> np.ndarray:
 
 
 def extract(window: np.ndarray) -> np.ndarray:
-    """Features of one 2.5 s window as the models see them: (108, 22) float32."""
+    """Per-window normalised features of one 2.5 s window: (108, 22) float32."""
     return normalise(raw_features(window))
+
+
+def shrunk_stats(frame_sum, frame_sumsq, frames, prior_mean, prior_std, prior_frames):
+    """Mean and std of feature tracks from running sums over ``frames`` frames,
+    with the prior (training-set) statistics counted as ``prior_frames`` extra
+    frames.  Broadcasts over leading axes.  The one place where the session
+    statistics are computed, for the stream and for training alike."""
+    frames = np.asarray(frames, dtype=np.float64)[..., None]
+    total = prior_frames + frames
+    mean = (prior_frames * prior_mean + frame_sum) / total
+    second = (prior_frames * (prior_std**2 + prior_mean**2) + frame_sumsq) / total
+    std = np.sqrt(np.maximum(second - mean**2, 0.0))
+    return mean, std
+
+
+def apply_stats(raw: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return ((raw - mean[..., None, :]) / (std[..., None, :] + _EPS)).astype(np.float32)
+
+
+class SessionNorm:
+    """Running per-session normalisation (``"session"`` models).
+
+    Call it with each speech window's :func:`raw_features`, in stream order: it
+    adds the window's frames to the session statistics, then returns the window
+    normalised with them.  The first window of a session is normalised mostly
+    with the prior; after ``prior_frames`` frames of speech (5 windows for the
+    shipped model) the session's own statistics weigh as much as the prior.
+
+    Not thread-safe: one instance per stream, used by the emotion worker only.
+    """
+
+    def __init__(self, prior_mean, prior_std, prior_frames: float):
+        self.prior_mean = np.asarray(prior_mean, dtype=np.float64)
+        self.prior_std = np.asarray(prior_std, dtype=np.float64)
+        self.prior_frames = float(prior_frames)
+        self.frames = 0
+        self.frame_sum = np.zeros(N_FEATURES)
+        self.frame_sumsq = np.zeros(N_FEATURES)
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        raw64 = raw.astype(np.float64)
+        self.frame_sum += raw64.sum(axis=0)
+        self.frame_sumsq += (raw64**2).sum(axis=0)
+        self.frames += len(raw)
+        mean, std = shrunk_stats(self.frame_sum, self.frame_sumsq, self.frames, self.prior_mean, self.prior_std, self.prior_frames)
+        return apply_stats(raw, mean, std)
+
+
+def normaliser(spec: dict | None):
+    """A fresh ``raw features -> model input`` callable for a model's
+    ``normalisation`` entry (``None`` or ``{"kind": "window"}``: per window)."""
+    if not spec or spec.get("kind", "window") == "window":
+        return normalise
+    if spec["kind"] == "session":
+        return SessionNorm(spec["mean"], spec["std"], spec["prior_frames"])
+    raise ValueError(f"unknown normalisation {spec['kind']!r}")
 
 
 def warm_up() -> None:

@@ -1,9 +1,11 @@
 """One feature extractor and one window logic for training and streaming."""
 
 import numpy as np
+import pytest
 import soundfile as sf
 
-from stream_ser.features import N_FEATURES, N_FRAMES, WINDOW_SAMPLES, extract, raw_features
+from stream_ser.features import N_FEATURES, N_FRAMES, WINDOW_SAMPLES, SessionNorm, extract, normaliser, raw_features
+from stream_ser.training import normalise
 from stream_ser.windows import clip_windows, cut
 
 from .conftest import SER, need_shared, run_pipeline
@@ -21,13 +23,38 @@ def test_shape_and_gain_invariance():
     assert not np.allclose(raw_features(x * 0.1), raw_features(x))
 
 
+def test_session_normalisation_warms_up_from_the_prior_to_the_session():
+    rng = np.random.default_rng(0)
+    prior = {"kind": "session", "mean": [0.0] * N_FEATURES, "std": [1.0] * N_FEATURES, "prior_frames": 2 * N_FRAMES}
+    # a session whose tracks sit at 10 +- 2: far from the prior
+    windows = [(10 + 2 * rng.standard_normal((N_FRAMES, N_FEATURES))).astype(np.float32) for _ in range(200)]
+    norm = normaliser(prior)
+    assert isinstance(norm, SessionNorm)
+    out = [norm(w) for w in windows]
+    # first window: one part session to two parts prior: mean 10/3, and a wide
+    # std from mixing the two, so the offset is only partly removed
+    mean, second = 10 / 3, (2 * 1 + (10**2 + 2**2)) / 3
+    assert out[0].mean() == pytest.approx((10 - mean) / np.sqrt(second - mean**2), abs=0.05)
+    # settled: the session's own statistics dominate
+    assert abs(out[-1].mean()) < 0.2 and 0.8 < out[-1].std() < 1.2
+    # training and evaluation compute the same thing, in the same order
+    x = np.stack(windows)
+    same = normalise.for_evaluation(x, np.arange(len(x)), ["s"] * len(x), prior, seed=3)
+    order = np.random.default_rng(3).permutation(len(x))
+    replay = normaliser(prior)
+    np.testing.assert_allclose(np.stack([replay(x[i]) for i in order]), same[order], atol=1e-4)
+
+
 class _Recorder:
     """Stands in for the emotion model and keeps every feature matrix it is given."""
 
     labels = ("a", "b")
 
-    def __init__(self):
-        self.seen = []
+    def __init__(self, spec):
+        self.seen, self.spec = [], spec
+
+    def new_normaliser(self):
+        return normaliser(self.spec)
 
     def predict(self, features):
         self.seen.append(features.copy())
@@ -39,11 +66,17 @@ def test_training_and_streaming_see_identical_windows_and_features():
     clip = SER / "ravdess" / "03-01-05-02-01-01-18.flac"  # angry, actor 18
     audio, _ = sf.read(clip, dtype="float32")
     train_windows = clip_windows(audio)
-    train_features = [extract(cut(audio, w)) for w in train_windows]
-    model = _Recorder()
-    events = [e for e in run_pipeline(clip, model) if e["type"] == "emotion"]
-    assert len(events) == len(train_windows) >= 1
-    for e, w in zip(events, train_windows):
-        assert (round(e["start"] * 16000), round(e["end"] * 16000)) == (w.start, w.end)
-    for a, b in zip(model.seen, train_features):
-        np.testing.assert_array_equal(a, b)
+    raw = np.stack([raw_features(cut(audio, w)) for w in train_windows])
+    session = normalise.make_spec("session", raw)
+    for spec in ({"kind": "window"}, session):
+        # the training side: the dataset's raw features, normalised as evaluation does
+        expected = normalise.for_evaluation(raw, np.zeros(len(raw), int), ["ravdess_18"], spec)
+        model = _Recorder(spec)
+        events = [e for e in run_pipeline(clip, model) if e["type"] == "emotion"]
+        assert len(events) == len(train_windows) >= 2
+        for e, w in zip(events, train_windows):
+            assert (round(e["start"] * 16000), round(e["end"] * 16000)) == (w.start, w.end)
+        for a, b in zip(model.seen, expected):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_array_equal(normalise.for_evaluation(raw, np.zeros(len(raw), int), ["s"], {"kind": "window"}),
+                                  np.stack([extract(cut(audio, w)) for w in train_windows]))

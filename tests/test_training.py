@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stream_ser.features import extract
+from stream_ser.features import raw_features
+from stream_ser.training import normalise
 from stream_ser.training.dataset import EMOTIONS, label_of, read_manifest
 from stream_ser.training.metrics import clip_predictions, confusion, scores
 from stream_ser.windows import clip_windows, cut
@@ -41,27 +42,31 @@ def test_clip_prediction_averages_its_windows():
 
 @pytest.fixture(scope="module")
 def tiny_slice():
+    """Raw features of three training clips per emotion, their labels and speakers."""
     need_shared()
     clips = [c for c in read_manifest(SER) if c.split == "train"]
     chosen = []
     for e in EMOTIONS:
         chosen += [c for c in clips if label_of(c.emotion) == e][:3]
-    x, y = [], []
-    for c in chosen:
+    x, y, owner = [], [], []
+    for i, c in enumerate(chosen):
         audio, _ = sf.read(c.path, dtype="float32")
         for w in clip_windows(audio):
-            x.append(extract(cut(audio, w)))
+            x.append(raw_features(cut(audio, w)))
             y.append(EMOTIONS.index(label_of(c.emotion)))
-    return np.stack(x), np.array(y)
+            owner.append(i)
+    return np.stack(x), np.array(y), np.array(owner), [c.speaker for c in chosen]
 
 
-def test_compact_model_learns_its_training_windows(tiny_slice):
+@pytest.mark.parametrize("kind", ["session", "window"])
+def test_compact_model_learns_its_training_windows(tiny_slice, kind):
     import keras
 
     from stream_ser.training.models import build
     from stream_ser.training.train import predict
 
-    x, y = tiny_slice
+    raw, y, owner, speakers = tiny_slice
+    x = normalise.for_evaluation(raw, owner, speakers, normalise.make_spec(kind, raw))
     keras.utils.set_random_seed(0)
     model = build("compact", len(EMOTIONS))
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
@@ -86,7 +91,8 @@ def test_shipped_fast_path_agrees_with_keras(tiny_slice):
     fast = EmotionModel(DEFAULT_MODELS, prefer="tflite")
     assert fast.form == "tflite"
     keras_model = keras.models.load_model(DEFAULT_MODELS / "emotion.keras", compile=False)
-    x, _ = tiny_slice
+    raw, _, owner, speakers = tiny_slice
+    x = normalise.for_evaluation(raw, owner, speakers, fast.normalisation or {"kind": "window"})
     ref = keras_model(x, training=False).numpy()
     got = np.array([fast.predict(row) for row in x])
     assert np.abs(got - ref).max() <= 1e-3

@@ -101,6 +101,8 @@ def apply(name: str, audio: np.ndarray, rng: np.random.Generator, babble=None) -
         for effect in rng.choice(["telephone", "reverb", "mp3", "pitch"], size=2, replace=False):
             audio = apply(str(effect), audio, rng)
         return add_noise(audio, rng, snr_db=rng.uniform(10, 30), babble=babble if rng.random() < 0.5 else None)
+    if name == "gain":  # a quieter or louder microphone (rng drawn per speaker: one level per session)
+        return gain(audio, rng)
     if name == "noisy":  # evaluation: 10 dB SNR, babble or white
         return add_noise(audio, rng, snr_db=10.0, babble=babble if rng.random() < 0.5 else None)
     if name == "telephone":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import normalise
 from .dataset import DEFAULT_DATA, labels, load_windows
 
 
@@ -29,7 +30,8 @@ def train_command(args) -> int:
 
     _quiet_tensorflow()
     data = _data_dir(args)
-    opts = TrainOptions(arch=args.arch, seed=args.seed, keep_calm=args.keep_calm, limit=args.limit, data_dir=data)
+    opts = TrainOptions(arch=args.arch, seed=args.seed, keep_calm=args.keep_calm, limit=args.limit, data_dir=data,
+                        norm=args.norm, prior_windows=args.prior_windows)
     if args.epochs:
         opts.epochs = args.epochs
     if args.variants:
@@ -43,8 +45,7 @@ def train_command(args) -> int:
     if args.export:
         from .export import export
 
-        val = load_windows("val", "clean", data_dir=data, limit=args.limit)
-        meta = export([opts.out / "best.keras"], Path(args.export), state["labels"], val.x[:64])
+        meta = export([opts.out / "best.keras"], Path(args.export), state["labels"], _check_windows(data, opts.out / "best.keras", args.limit))
         console.print(f"shipped to {args.export}: {meta['arch']}, TFLite {meta['tflite']} (max diff {meta['tflite_max_abs_diff']:.1e})")
     return 0
 
@@ -58,11 +59,19 @@ def export_command(args) -> int:
     for c in args.checkpoints:
         if not Path(c).is_file():
             raise UserError(f"no checkpoint at {c}")
-    val = load_windows("val", "clean", data_dir=_data_dir(args))
-    meta = export([Path(c) for c in args.checkpoints], Path(args.out), list(labels(args.keep_calm)), val.x[:64])
+    check = _check_windows(_data_dir(args), Path(args.checkpoints[0]))
+    meta = export([Path(c) for c in args.checkpoints], Path(args.out), list(labels(args.keep_calm)), check)
     print(f"shipped to {args.out}: {meta['arch']} ({meta['params']:,} parameters), TFLite {meta['tflite']} "
           f"(max diff vs Keras {meta['tflite_max_abs_diff']:.1e})")
     return 0
+
+
+def _check_windows(data: Path, checkpoint: Path, limit: int | None = None) -> np.ndarray:
+    """Model inputs of val windows, normalised the checkpoint's way, to check
+    that the fast path agrees with Keras."""
+    val = load_windows("val", "clean", data_dir=data, limit=limit)
+    x = normalise.for_evaluation(val.x, val.clip_of_window, val.clip_speakers, normalise.spec_for(checkpoint))
+    return x[:64]
 
 
 def load_keras(path: Path):
@@ -81,18 +90,21 @@ def load_keras(path: Path):
         raise UserError(f"{path}: cannot load model ({str(e).splitlines()[0]})") from None
 
 
-def evaluate(model, split: str, condition: str, keep_calm: bool, data: Path = DEFAULT_DATA, seed: int = 1) -> dict:
-    """Clip-level scores of ``model`` on ``split`` under ``condition``."""
+def evaluate(model, spec: dict, split: str, condition: str, keep_calm: bool, data: Path = DEFAULT_DATA, seed: int = 1) -> dict:
+    """Clip-level scores of ``model`` (expecting normalisation ``spec``) on
+    ``split`` under ``condition``.  With session normalisation each speaker is
+    one session, its clips heard in a fixed random order (:mod:`.normalise`)."""
     from .metrics import clip_predictions, scores
     from .train import predict
 
     ws = load_windows(split, condition, data_dir=data, seed=seed)
     names = labels(keep_calm)
-    probs = predict(model, ws.x)
+    probs = predict(model, normalise.for_evaluation(ws.x, ws.clip_of_window, ws.clip_speakers, spec))
     pred = clip_predictions(probs, ws.clip_of_window, len(ws.clip_emotions))
     result = scores(ws.clip_y(keep_calm), pred, names)
     result.update({"split": split, "condition": condition, "labels": list(names), "windows": int(len(ws.x)),
-                   "speakers": sorted(set(ws.clip_speakers)), "model": model.name, "params": int(model.count_params())})
+                   "speakers": sorted(set(ws.clip_speakers)), "model": model.name, "params": int(model.count_params()),
+                   "normalisation": spec["kind"]})
     return result
 
 
@@ -138,7 +150,7 @@ def speech_distribution(model_path: Path, names: list[str], speech_dir: Path) ->
         else:  # a checkpoint: serve it from a temporary models directory
             models_dir = Path(tmp)
             (models_dir / "emotion.keras").symlink_to(model_path.resolve())
-            (models_dir / "labels.json").write_text(json.dumps({"labels": names}))
+            (models_dir / "labels.json").write_text(json.dumps({"labels": names, "normalisation": normalise.spec_for(model_path)}))
         model = EmotionModel(models_dir)
         counts: Counter = Counter()
         files = sorted(speech_dir.glob("*.flac"))
@@ -173,7 +185,7 @@ def evaluate_command(args) -> int:
     results = []
     for c in conditions:
         t0 = time.perf_counter()
-        r = evaluate(model, args.split, c, args.keep_calm, data)
+        r = evaluate(model, normalise.spec_for(model_path), args.split, c, args.keep_calm, data)
         r["seconds"] = round(time.perf_counter() - t0, 1)
         results.append(r)
         if args.plot and len(conditions) == 1:

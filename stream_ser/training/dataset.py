@@ -2,8 +2,9 @@
 
 Windows are cut by the serving windower (:func:`stream_ser.windows.clip_windows`)
 on the clean clip; every augmentation variant is cut at the same positions and
-goes through the one feature extractor.  Features are cached as ``.npz`` per
-(split, variant); a second run reuses them.
+goes through the one feature extractor.  Raw (un-normalised) features are
+cached as ``.npz`` per (split, variant); a second run reuses them.  How they
+are normalised is the model's choice (:mod:`stream_ser.training.normalise`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ..features import SAMPLE_RATE, extract
+from ..features import SAMPLE_RATE, raw_features
 from ..windows import WindowOptions, clip_windows, cut
 from ..vad import VadGate, VadOptions
 from . import augment
@@ -54,8 +55,8 @@ def read_manifest(data_dir: Path = DEFAULT_DATA) -> list[Clip]:
 
 @dataclass
 class WindowSet:
-    """Features of every window of a split: ``x`` (n, 108, 22), the clip index of
-    each window, and per clip its emotion and speaker."""
+    """Raw features of every window of a split: ``x`` (n, 108, 22), the clip
+    index of each window, and per clip its emotion and speaker."""
 
     x: np.ndarray
     clip_of_window: np.ndarray
@@ -66,6 +67,9 @@ class WindowSet:
     def y(self, keep_calm: bool = False) -> np.ndarray:
         names = labels(keep_calm)
         return np.array([names.index(label_of(self.clip_emotions[c], keep_calm)) for c in self.clip_of_window])
+
+    def speaker_of_window(self) -> np.ndarray:
+        return np.array(self.clip_speakers)[self.clip_of_window]
 
     def clip_y(self, keep_calm: bool = False) -> np.ndarray:
         names = labels(keep_calm)
@@ -141,9 +145,11 @@ def load_windows(
         else:
             # babble: three other speakers' clips of the same split
             others = [audio[j] for j in rng.choice(len(audio), 3) if clips[j].speaker != clip.speaker]
-            aug = y if variant == "chained" else augment.apply(variant, y, rng, babble=others)
+            # a session keeps one microphone level: the gain is drawn per speaker
+            r = np.random.default_rng([seed, int(clip.speaker.split("_")[-1])]) if variant == "gain" else rng
+            aug = y if variant == "chained" else augment.apply(variant, y, r, babble=others)
             for w in windows:
-                xs.append(extract(cut(aug, w)))
+                xs.append(raw_features(cut(aug, w)))
                 owner.append(i)
         if progress:
             progress(i + 1, len(clips))

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..features import FEATURE_NAMES, FRAME_LENGTH, HOP_LENGTH, N_FEATURES, N_FRAMES, SAMPLE_RATE
+from ..features import FEATURE_NAMES, FRAME_LENGTH, HOP_LENGTH, N_FEATURES, N_FFT, N_FRAMES, SAMPLE_RATE
 from ..windows import WindowOptions
+from .normalise import spec_for
 
 TOLERANCE = 1e-3
 
@@ -66,6 +67,8 @@ def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: n
     from .train import predict
 
     checkpoints = [Path(c) for c in ([checkpoints] if isinstance(checkpoints, (str, Path)) else checkpoints)]
+    if len({json.dumps(spec_for(c)) for c in checkpoints}) > 1:
+        raise ValueError("checkpoints with different normalisations cannot be averaged")
     model = ensemble(checkpoints)
     ref = predict(model, check_x)
     chosen = None
@@ -88,8 +91,9 @@ def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: n
         "tflite": chosen[1],
         "tflite_max_abs_diff": chosen[2],
         "input": {"frames": N_FRAMES, "features": N_FEATURES, "names": list(FEATURE_NAMES)},
-        "features": {"sample_rate": SAMPLE_RATE, "frame_length": FRAME_LENGTH, "hop_length": HOP_LENGTH, "n_mfcc": 20, "n_mels": 64},
-        "normalisation": "per-window z-score of each feature track over its 108 frames (stream_ser.features.normalise); no stored statistics are needed",
+        "features": {"sample_rate": SAMPLE_RATE, "frame_length": FRAME_LENGTH, "n_fft": N_FFT, "hop_length": HOP_LENGTH, "n_mfcc": 20, "n_mels": 64},
+        # stream_ser.features.normaliser() reads this
+        "normalisation": spec_for(checkpoints[0]),
         "window": WindowOptions().__dict__,
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import augment
+from . import augment, normalise
 from .dataset import DEFAULT_DATA, labels, load_windows
 from .metrics import clip_predictions, scores
 
@@ -26,6 +26,10 @@ class TrainOptions:
         variants: training-side augmentations, each a full copy of the windows.
         time_mask, feature_mask: SpecAugment-style mask widths (frames, features).
         mixup: probability of mixing a batch row with another (Beta(0.4, 0.4)).
+        norm: "session" (per speaker and recording chain in training, running
+            per stream in serving) or "window" (each window on its own).
+        prior_windows: how many windows of speech the training-set prior
+            weighs in a session's statistics (``"session"`` only).
     """
 
     arch: str = "compact"
@@ -40,6 +44,8 @@ class TrainOptions:
     time_mask: int = 20
     feature_mask: int = 3
     mixup: float = 0.5
+    norm: str = "session"
+    prior_windows: float = 5.0
     limit: int | None = None
     data_dir: Path = DEFAULT_DATA
     out: Path = field(default_factory=lambda: Path("runs/compact"))
@@ -107,6 +113,12 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
         counts = np.bincount(y, minlength=len(names))
         class_weight = (len(y) / (len(names) * np.maximum(counts, 1))).astype(np.float32)
         y1 = np.eye(len(names), dtype=np.float32)[y]
+        # a session is one speaker under one recording chain
+        session = np.concatenate([[f"{v}/{s}" for s in w.speaker_of_window()] for v, w in zip(opts.variants, train_sets)])
+        clean = train_sets[opts.variants.index("clean")] if "clean" in opts.variants else train_sets[0]
+        spec = normalise.make_spec(opts.norm, clean.x, opts.prior_windows)
+        (out / "norm.json").write_text(json.dumps(spec) + "\n")
+        val_x = normalise.for_evaluation(val.x, val.clip_of_window, val.clip_speakers, spec)
 
         state_path = out / "state.json"
         if resume and (out / "last.keras").exists():
@@ -135,15 +147,16 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
             if epoch - state["best_epoch"] >= opts.patience and state["best_epoch"] > 0:
                 break
             rng = np.random.default_rng([opts.seed, epoch])
+            xn = normalise.for_training(x, session, spec, rng)
             order = rng.permutation(len(x))
-            xe = _mask(x[order], rng, opts.time_mask, opts.feature_mask)
+            xe = _mask(xn[order], rng, opts.time_mask, opts.feature_mask)
             xe, ye = _mixup(xe, y1[order], rng, opts.mixup)
             bar.reset(batches, total=steps)
             hist = model.fit(xe, ye, sample_weight=class_weight[y[order]], batch_size=opts.batch_size,
                              epochs=1, verbose=0, callbacks=[Tick()])
             if opts.arch == "paper":
-                recalibrate_batchnorm(model, x, rng, opts.batch_size)
-            probs = predict(model, val.x)
+                recalibrate_batchnorm(model, xn, rng, opts.batch_size)
+            probs = predict(model, val_x)
             val_scores = scores(val.clip_y(opts.keep_calm), clip_predictions(probs, val.clip_of_window, len(val.clip_emotions)), names)
             # "always one class" shows up here: inference-mode predictions per class
             spread = np.bincount(probs.argmax(1), minlength=len(names)).tolist()
