@@ -2,7 +2,8 @@
 
 On a real 2.5 s window (jfk.flac from 1.0 s), after warm-up, --runs timed calls
 each (median and p95, ms) of
-  features        stream_ser.features.extract(window)
+  features        stream_ser.features.raw_features(window) + the shipped
+                  model's normalisation (per session or per window)
   keras predict   model.predict(x, verbose=0)
   keras call      model(x, training=False)
   tf.function     tf.function(lambda x: model(x, training=False))
@@ -12,7 +13,8 @@ for the ``compact`` arch (models/emotion.keras) and the ``paper`` arch
 (runs/paper/best.keras if it loads, else stream_ser.training.models.build("paper")
 with random weights).  Each TFLite form's max abs difference from Keras is
 measured on windows from every shared speech recording.  Then the streaming
-path, EmotionModel(models dir).predict(extract(window)): target < 10 ms median.
+path, EmotionModel(models dir).predict(normalise(raw_features(window))), with
+the model's own normaliser: target < 10 ms median.
 
     python bench/window.py [--runs 200] [--skip-paper] [--json]
 """
@@ -114,7 +116,14 @@ def measure(args) -> dict:
     rows = C.speech_rows()
     import numpy as np
 
-    from stream_ser.features import SAMPLE_RATE, WINDOW_SAMPLES, extract
+    from stream_ser.emotion import DEFAULT_MODELS, EmotionModel
+    from stream_ser.features import SAMPLE_RATE, WINDOW_SAMPLES, normaliser, raw_features
+    from stream_ser.training.normalise import spec_for
+
+    spec = spec_for(DEFAULT_MODELS)
+
+    def extract(y):  # what the stream does for one window of a fresh session
+        return normaliser(spec)(raw_features(y))
 
     jfk = C.load_speech(next(r for r in rows if r["path"] == "jfk.flac"))
     window = jfk[SAMPLE_RATE: SAMPLE_RATE + WINDOW_SAMPLES]
@@ -124,7 +133,7 @@ def measure(args) -> dict:
         checks.append(extract(np.pad(y, (0, WINDOW_SAMPLES - len(y)))))
     check = np.stack(checks).astype(np.float32)
     x = extract(window)[None].astype(np.float32)
-    result: dict = {"window": "jfk.flac 1.0-3.5 s", "runs": args.runs}
+    result: dict = {"window": "jfk.flac 1.0-3.5 s", "runs": args.runs, "normalisation": spec["kind"]}
     C.log("window: features ...")
     result["features"] = timeit(lambda: extract(window), args.runs)
     limited = blas_limited(lambda: extract(window))
@@ -133,8 +142,6 @@ def measure(args) -> dict:
 
     import keras
     import tensorflow as tf
-
-    from stream_ser.emotion import DEFAULT_MODELS, EmotionModel
 
     result["tensorflow"] = tf.__version__
     archs = {}
@@ -161,11 +168,12 @@ def measure(args) -> dict:
         archs["paper"] = {"source": source, **forms(m, x, check, args.runs)}
     result["archs"] = archs
 
-    C.log("window: streaming path EmotionModel(models).predict(extract(window)) ...")
+    C.log("window: streaming path EmotionModel(models).predict(normalise(raw_features(window))) ...")
     em = EmotionModel(DEFAULT_MODELS)
+    norm = em.new_normaliser()  # one session, as the emotion worker holds it
     result["stream_path"] = {"form": em.form, "file": str(Path(em.path).relative_to(C.ROOT)),
-                             **timeit(lambda: em.predict(extract(window)), args.runs)}
-    limited = blas_limited(lambda: em.predict(extract(window)))
+                             **timeit(lambda: em.predict(norm(raw_features(window))), args.runs)}
+    limited = blas_limited(lambda: em.predict(norm(raw_features(window))))
     if limited:
         result["stream_path_blas1"] = timeit(limited, args.runs)
     result["targets"] = [C.target("stream path (features + model) median", result["stream_path"]["median_ms"], "<", 10, "ms")]
@@ -187,7 +195,7 @@ def main() -> int:
         def row(label, d, diff=None, mb=None):
             return [label, d["median_ms"], d["p95_ms"], d["cpu_median_ms"], diff, mb]
 
-        rows = [row("features (extract)", result["features"])]
+        rows = [row(f"features (raw + {result['normalisation']} normalisation)", result["features"])]
         if "features_blas1" in result:
             rows.append(row("features, numpy BLAS 1 thread", result["features_blas1"]))
         for a, v in archs.items():

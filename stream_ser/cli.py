@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feature normalisation: running per session/speaker (default) or per window")
     s.add_argument("--prior-windows", type=float, default=5.0, metavar="N",
                    help="weight of the training-set prior in a session's statistics, in windows (default 5)")
+    s.add_argument("--scale", choices=("session", "prior"), default="session",
+                   help="session normalisation divides by the session's std (default) or the training set's")
+    s.add_argument("--balanced-sessions", action="store_true",
+                   help="train on sessions with each speaker's own emotion mix, not a random share of neutral speech")
     s.add_argument("--limit", type=int, help="use only the first N clips of each split (smoke tests)")
     s.add_argument("--seed", type=int, default=0)
 

@@ -114,7 +114,8 @@ class SessionNorm:
     Not thread-safe: one instance per stream, used by the emotion worker only.
     """
 
-    def __init__(self, prior_mean, prior_std, prior_frames: float):
+    def __init__(self, prior_mean, prior_std, prior_frames: float, scale: str = "session"):
+        self.scale = scale  # "prior": divide by the prior's std, remove only the session's mean
         self.prior_mean = np.asarray(prior_mean, dtype=np.float64)
         self.prior_std = np.asarray(prior_std, dtype=np.float64)
         self.prior_frames = float(prior_frames)
@@ -128,7 +129,7 @@ class SessionNorm:
         self.frame_sumsq += (raw64**2).sum(axis=0)
         self.frames += len(raw)
         mean, std = shrunk_stats(self.frame_sum, self.frame_sumsq, self.frames, self.prior_mean, self.prior_std, self.prior_frames)
-        return apply_stats(raw, mean, std)
+        return apply_stats(raw, mean, self.prior_std if self.scale == "prior" else std)
 
 
 def normaliser(spec: dict | None):
@@ -137,7 +138,7 @@ def normaliser(spec: dict | None):
     if not spec or spec.get("kind", "window") == "window":
         return normalise
     if spec["kind"] == "session":
-        return SessionNorm(spec["mean"], spec["std"], spec["prior_frames"])
+        return SessionNorm(spec["mean"], spec["std"], spec["prior_frames"], spec.get("scale", "session"))
     raise ValueError(f"unknown normalisation {spec['kind']!r}")
 
 

@@ -31,7 +31,8 @@ def train_command(args) -> int:
     _quiet_tensorflow()
     data = _data_dir(args)
     opts = TrainOptions(arch=args.arch, seed=args.seed, keep_calm=args.keep_calm, limit=args.limit, data_dir=data,
-                        norm=args.norm, prior_windows=args.prior_windows)
+                        norm=args.norm, prior_windows=args.prior_windows, scale=args.scale,
+                        neutral_sessions=not args.balanced_sessions)
     if args.epochs:
         opts.epochs = args.epochs
     if args.variants:

@@ -5,10 +5,17 @@
 normalised with the statistics of its session so far
 (:class:`stream_ser.features.SessionNorm`).  Here a session is one speaker
 under one recording chain, heard in some order: window ``t`` of the order is
-normalised with the prior plus windows ``0..t``.  Training draws a new random
-order every epoch, so the model sees every stage of warm-up, from the first
-window (mostly prior) to a settled session; evaluation uses one fixed order per
-speaker, clips whole and in sequence, as a replay of that speaker would.
+normalised with the prior plus windows ``0..t``.  Evaluation uses one fixed
+order per speaker, clips whole and in sequence, as a replay of that speaker
+would.  Training draws new sessions every epoch: each window joins a session
+at a random point, so the model sees every stage of warm-up, from the first
+window (mostly prior) to a settled session.
+
+A RAVDESS speaker's clips are balanced over emotions, but a real session (a
+call, a reading, an interview) is mostly neutral speech, and its statistics
+then describe the speaker's neutral voice.  With ``neutral_share`` training
+draws each session's mix: a random share of neutral windows, from none to all,
+so the model learns emotions relative to any mix of baselines.
 """
 
 from __future__ import annotations
@@ -23,38 +30,71 @@ from ..features import apply_stats, normalise, shrunk_stats
 KINDS = ("session", "window")
 
 
-def make_spec(kind: str, x_clean: np.ndarray | None = None, prior_windows: float = 5.0) -> dict:
+def make_spec(kind: str, x_clean: np.ndarray | None = None, prior_windows: float = 5.0, scale: str = "session") -> dict:
     """The ``normalisation`` entry a model ships with.  For ``"session"`` the prior
-    is the mean and std of every frame of the clean training windows."""
+    is the mean and std of every frame of the clean training windows; ``scale``
+    "session" divides by the session's std, "prior" by the prior's (the session
+    then only moves the mean)."""
     if kind == "window":
         return {"kind": "window"}
     if kind != "session":
         raise ValueError(f"unknown normalisation {kind!r} (choose from {', '.join(KINDS)})")
     frames = x_clean.reshape(-1, x_clean.shape[-1]).astype(np.float64)
     return {"kind": "session", "mean": frames.mean(axis=0).tolist(), "std": frames.std(axis=0).tolist(),
-            "prior_frames": float(prior_windows * x_clean.shape[1])}
+            "prior_frames": float(prior_windows * x_clean.shape[1]), "scale": scale}
+
+
+def _prior(spec: dict):
+    return np.asarray(spec["mean"]), np.asarray(spec["std"]), spec["prior_frames"]
+
+
+def _apply(x, mean, std, spec):
+    return apply_stats(x, mean, np.asarray(spec["std"]) if spec.get("scale") == "prior" else std)
+
+
+def _sums(x: np.ndarray):
+    x64 = x.astype(np.float64)
+    return x64.sum(axis=1), (x64**2).sum(axis=1)
 
 
 def _in_order(x: np.ndarray, sessions: list[np.ndarray], spec: dict) -> np.ndarray:
     """Normalise ``x`` where each entry of ``sessions`` lists window indices in
     the order a stream would hear them."""
-    x64 = x.astype(np.float64)
-    sums, sumsqs = x64.sum(axis=1), (x64**2).sum(axis=1)
+    sums, sumsqs = _sums(x)
     out = np.empty_like(x, dtype=np.float32)
-    prior = (np.asarray(spec["mean"]), np.asarray(spec["std"]), spec["prior_frames"])
     for order in sessions:
         frames = x.shape[1] * np.arange(1, len(order) + 1)
-        mean, std = shrunk_stats(np.cumsum(sums[order], axis=0), np.cumsum(sumsqs[order], axis=0), frames, *prior)
-        out[order] = apply_stats(x[order], mean, std)
+        mean, std = shrunk_stats(np.cumsum(sums[order], axis=0), np.cumsum(sumsqs[order], axis=0), frames, *_prior(spec))
+        out[order] = _apply(x[order], mean, std, spec)
     return out
 
 
-def for_training(x: np.ndarray, session_of_window: np.ndarray, spec: dict, rng) -> np.ndarray:
-    """Model inputs for one epoch: each session's windows in a fresh random order."""
+def for_training(x: np.ndarray, session_of_window: np.ndarray, spec: dict, rng,
+                 y: np.ndarray | None = None, neutral: int | None = None) -> np.ndarray:
+    """Model inputs for one epoch.  Each session (one speaker under one chain)
+    is heard as a random stream of its windows; each window joins it after a
+    random number of them.  With ``y`` and ``neutral`` (the neutral class),
+    each session's stream has a random share of neutral windows."""
     if spec["kind"] == "window":
         return normalise(x)
-    sessions = [rng.permutation(np.flatnonzero(session_of_window == s)) for s in np.unique(session_of_window)]
-    return _in_order(x, sessions, spec)
+    sums, sumsqs = _sums(x)
+    out = np.empty_like(x, dtype=np.float32)
+    frames = x.shape[1]
+    for s in np.unique(session_of_window):
+        idx = np.flatnonzero(session_of_window == s)
+        weights = None
+        if neutral is not None:
+            is_neutral = y[idx] == neutral
+            if 0 < is_neutral.sum() < len(idx):
+                share = rng.uniform()
+                weights = np.where(is_neutral, share / is_neutral.sum(), (1 - share) / (~is_neutral).sum())
+        stream = rng.choice(idx, size=len(idx), p=weights) if weights is not None else rng.permutation(idx)
+        before = rng.integers(0, len(idx), size=len(idx))  # windows heard before this one
+        c_sum = np.vstack([np.zeros(sums.shape[1]), np.cumsum(sums[stream], axis=0)])
+        c_sq = np.vstack([np.zeros(sums.shape[1]), np.cumsum(sumsqs[stream], axis=0)])
+        mean, std = shrunk_stats(c_sum[before] + sums[idx], c_sq[before] + sumsqs[idx], frames * (before + 1), *_prior(spec))
+        out[idx] = _apply(x[idx], mean, std, spec)
+    return out
 
 
 def for_evaluation(x: np.ndarray, clip_of_window: np.ndarray, speaker_of_clip: list[str], spec: dict, seed: int = 0) -> np.ndarray:

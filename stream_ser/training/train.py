@@ -30,6 +30,10 @@ class TrainOptions:
             per stream in serving) or "window" (each window on its own).
         prior_windows: how many windows of speech the training-set prior
             weighs in a session's statistics (``"session"`` only).
+        scale: "session" (divide by the session's std) or "prior" (by the
+            training set's: the session only moves the mean).
+        neutral_sessions: draw a random share of neutral speech into each
+            training session (:func:`.normalise.for_training`).
     """
 
     arch: str = "compact"
@@ -46,6 +50,8 @@ class TrainOptions:
     mixup: float = 0.5
     norm: str = "session"
     prior_windows: float = 5.0
+    scale: str = "session"
+    neutral_sessions: bool = True
     limit: int | None = None
     data_dir: Path = DEFAULT_DATA
     out: Path = field(default_factory=lambda: Path("runs/compact"))
@@ -116,7 +122,7 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
         # a session is one speaker under one recording chain
         session = np.concatenate([[f"{v}/{s}" for s in w.speaker_of_window()] for v, w in zip(opts.variants, train_sets)])
         clean = train_sets[opts.variants.index("clean")] if "clean" in opts.variants else train_sets[0]
-        spec = normalise.make_spec(opts.norm, clean.x, opts.prior_windows)
+        spec = normalise.make_spec(opts.norm, clean.x, opts.prior_windows, opts.scale)
         (out / "norm.json").write_text(json.dumps(spec) + "\n")
         val_x = normalise.for_evaluation(val.x, val.clip_of_window, val.clip_speakers, spec)
 
@@ -147,7 +153,7 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
             if epoch - state["best_epoch"] >= opts.patience and state["best_epoch"] > 0:
                 break
             rng = np.random.default_rng([opts.seed, epoch])
-            xn = normalise.for_training(x, session, spec, rng)
+            xn = normalise.for_training(x, session, spec, rng, y, names.index("neutral") if opts.neutral_sessions else None)
             order = rng.permutation(len(x))
             xe = _mask(xn[order], rng, opts.time_mask, opts.feature_mask)
             xe, ye = _mixup(xe, y1[order], rng, opts.mixup)
