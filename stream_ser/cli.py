@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="session normalisation divides by the session's std (default) or the training set's")
     s.add_argument("--balanced-sessions", action="store_true",
                    help="train on sessions with each speaker's own emotion mix, not a random share of neutral speech")
+    s.add_argument("--warm-up", choices=("log", "uniform"), default="log",
+                   help="where in its session a training window falls: often early (log, default) or anywhere (uniform)")
     s.add_argument("--limit", type=int, help="use only the first N clips of each split (smoke tests)")
     s.add_argument("--seed", type=int, default=0)
 

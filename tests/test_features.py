@@ -80,3 +80,17 @@ def test_training_and_streaming_see_identical_windows_and_features():
             np.testing.assert_allclose(a, b, atol=1e-5)
     np.testing.assert_array_equal(normalise.for_evaluation(raw, np.zeros(len(raw), int), ["s"], {"kind": "window"}),
                                   np.stack([extract(cut(audio, w)) for w in train_windows]))
+
+
+@pytest.mark.parametrize("scale", ["session", "prior"])
+def test_training_sessions_stay_within_one_speaker_and_chain(scale):
+    rng = np.random.default_rng(0)
+    spec = {"kind": "session", "mean": [0.0] * N_FEATURES, "std": [1.0] * N_FEATURES, "prior_frames": 1.0, "scale": scale}
+    # two sessions far apart (+10 and -10), each with neutral (label 4) and other windows
+    x = np.concatenate([10 + rng.standard_normal((40, N_FRAMES, N_FEATURES)), -10 + rng.standard_normal((40, N_FRAMES, N_FEATURES))]).astype(np.float32)
+    session = np.repeat(["a", "b"], 40)
+    y = np.tile([4, 0, 1, 2], 20)
+    out = normalise.for_training(x, session, spec, rng, y, neutral=4)
+    # every window is normalised with its own session's statistics: the offsets are gone
+    assert np.abs(out.mean(axis=(1, 2))).max() < 0.2
+    assert 0.8 < out.std() < 1.2

@@ -70,11 +70,13 @@ def _in_order(x: np.ndarray, sessions: list[np.ndarray], spec: dict) -> np.ndarr
 
 
 def for_training(x: np.ndarray, session_of_window: np.ndarray, spec: dict, rng,
-                 y: np.ndarray | None = None, neutral: int | None = None) -> np.ndarray:
+                 y: np.ndarray | None = None, neutral: int | None = None, warm_up: str = "log") -> np.ndarray:
     """Model inputs for one epoch.  Each session (one speaker under one chain)
     is heard as a random stream of its windows; each window joins it after a
-    random number of them.  With ``y`` and ``neutral`` (the neutral class),
-    each session's stream has a random share of neutral windows."""
+    random number of them, drawn uniformly (``warm_up="uniform"``) or
+    log-uniformly (``"log"``: a third of the windows fall in the first five of
+    a session, where the prior still weighs).  With ``y`` and ``neutral`` (the
+    neutral class), each session's stream has a random share of neutral windows."""
     if spec["kind"] == "window":
         return normalise(x)
     sums, sumsqs = _sums(x)
@@ -89,7 +91,10 @@ def for_training(x: np.ndarray, session_of_window: np.ndarray, spec: dict, rng,
                 share = rng.uniform()
                 weights = np.where(is_neutral, share / is_neutral.sum(), (1 - share) / (~is_neutral).sum())
         stream = rng.choice(idx, size=len(idx), p=weights) if weights is not None else rng.permutation(idx)
-        before = rng.integers(0, len(idx), size=len(idx))  # windows heard before this one
+        if warm_up == "log":  # windows heard before this one
+            before = np.floor(np.exp(rng.uniform(0, np.log(len(idx) + 1), size=len(idx)))).astype(int) - 1
+        else:
+            before = rng.integers(0, len(idx), size=len(idx))
         c_sum = np.vstack([np.zeros(sums.shape[1]), np.cumsum(sums[stream], axis=0)])
         c_sq = np.vstack([np.zeros(sums.shape[1]), np.cumsum(sumsqs[stream], axis=0)])
         mean, std = shrunk_stats(c_sum[before] + sums[idx], c_sq[before] + sumsqs[idx], frames * (before + 1), *_prior(spec))

@@ -34,6 +34,8 @@ class TrainOptions:
             training set's: the session only moves the mean).
         neutral_sessions: draw a random share of neutral speech into each
             training session (:func:`.normalise.for_training`).
+        warm_up: how far into its session a training window falls: "log"
+            (often early, while the prior weighs) or "uniform".
     """
 
     arch: str = "compact"
@@ -52,6 +54,7 @@ class TrainOptions:
     prior_windows: float = 5.0
     scale: str = "session"
     neutral_sessions: bool = True
+    warm_up: str = "log"
     limit: int | None = None
     data_dir: Path = DEFAULT_DATA
     out: Path = field(default_factory=lambda: Path("runs/compact"))
@@ -153,7 +156,7 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
             if epoch - state["best_epoch"] >= opts.patience and state["best_epoch"] > 0:
                 break
             rng = np.random.default_rng([opts.seed, epoch])
-            xn = normalise.for_training(x, session, spec, rng, y, names.index("neutral") if opts.neutral_sessions else None)
+            xn = normalise.for_training(x, session, spec, rng, y, names.index("neutral") if opts.neutral_sessions else None, opts.warm_up)
             order = rng.permutation(len(x))
             xe = _mask(xn[order], rng, opts.time_mask, opts.feature_mask)
             xe, ye = _mixup(xe, y1[order], rng, opts.mixup)
