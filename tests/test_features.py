@@ -37,12 +37,14 @@ def test_session_normalisation_warms_up_from_the_prior_to_the_session():
     assert out[0].mean() == pytest.approx((10 - mean) / np.sqrt(second - mean**2), abs=0.05)
     # settled: the session's own statistics dominate
     assert abs(out[-1].mean()) < 0.2 and 0.8 < out[-1].std() < 1.2
-    # training and evaluation compute the same thing, in the same order
+    # evaluation computes what the stream computes, in the same order
     x = np.stack(windows)
-    same = normalise.for_evaluation(x, np.arange(len(x)), ["s"] * len(x), prior, seed=3)
     order = np.random.default_rng(3).permutation(len(x))
-    replay = normaliser(prior)
-    np.testing.assert_allclose(np.stack([replay(x[i]) for i in order]), same[order], atol=1e-4)
+    for scale in ("session", "prior"):
+        spec = {**prior, "scale": scale}
+        same = normalise.for_evaluation(x, np.arange(len(x)), ["s"] * len(x), spec, seed=3)
+        replay = normaliser(spec)
+        np.testing.assert_allclose(np.stack([replay(x[i]) for i in order]), same[order], atol=1e-4)
 
 
 class _Recorder:
