@@ -65,6 +65,11 @@ class _ConstantEmotion:
 
     labels = ("neutral",)
 
+    def new_normaliser(self):
+        from stream_ser.features import normalise
+
+        return normalise
+
     def predict(self, features):
         import numpy as np
 
