@@ -59,12 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", metavar="DIR", help="checkpoint directory (default runs/<arch>)")
     s.add_argument("--export", metavar="DIR", help="when done, ship the best checkpoint into DIR (e.g. models)")
     s.add_argument("--data", metavar="DIR", help="dataset directory with manifest.csv (default ../shared/data/ser)")
-    s.add_argument("--variants", metavar="LIST", help="comma-separated training augmentations (default: clean,noise,telephone,reverb,pitch,mp3)")
+    s.add_argument("--variants", metavar="LIST", help="comma-separated training augmentations (default: clean,noise,noise_b,telephone,reverb,pitch,mp3,chained,gain,chain)")
     s.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
     s.add_argument("--norm", choices=("session", "window"), default="session",
                    help="feature normalisation: running per session/speaker (default) or per window")
-    s.add_argument("--prior-windows", type=float, default=5.0, metavar="N",
-                   help="weight of the training-set prior in a session's statistics, in windows (default 5)")
+    s.add_argument("--prior-windows", type=float, default=2.0, metavar="N",
+                   help="weight of the training-set prior in a session's statistics, in windows (default 2)")
     s.add_argument("--scale", choices=("session", "prior"), default="session",
                    help="session normalisation divides by the session's std (default) or the training set's")
     s.add_argument("--balanced-sessions", action="store_true",
