@@ -85,14 +85,17 @@ def extract(window: np.ndarray) -> np.ndarray:
     return normalise(raw_features(window))
 
 
-def shrunk_stats(frame_sum, frame_sumsq, frames, prior_mean, prior_std, prior_frames):
+def shrunk_stats(frame_sum, frame_sumsq, frames, prior_mean, prior_std, prior_frames, scale: str = "session"):
     """Mean and std of feature tracks from running sums over ``frames`` frames,
     with the prior (training-set) statistics counted as ``prior_frames`` extra
-    frames.  Broadcasts over leading axes.  The one place where the session
-    statistics are computed, for the stream and for training alike."""
+    frames.  With ``scale="prior"`` the std is the prior's (the session only
+    moves the mean).  Broadcasts over leading axes.  The one place where the
+    session statistics are computed, for the stream and for training alike."""
     frames = np.asarray(frames, dtype=np.float64)[..., None]
     total = prior_frames + frames
     mean = (prior_frames * prior_mean + frame_sum) / total
+    if scale == "prior":
+        return mean, np.broadcast_to(prior_std, mean.shape)
     second = (prior_frames * (prior_std**2 + prior_mean**2) + frame_sumsq) / total
     std = np.sqrt(np.maximum(second - mean**2, 0.0))
     return mean, std
@@ -107,9 +110,9 @@ class SessionNorm:
 
     Call it with each speech window's :func:`raw_features`, in stream order: it
     adds the window's frames to the session statistics, then returns the window
-    normalised with them.  The first window of a session is normalised mostly
-    with the prior; after ``prior_frames`` frames of speech (5 windows for the
-    shipped model) the session's own statistics weigh as much as the prior.
+    normalised with them.  The first window of a session leans on the prior;
+    after ``prior_frames`` frames of speech (2 windows for the shipped model)
+    the session's own statistics weigh as much as the prior.
 
     Not thread-safe: one instance per stream, used by the emotion worker only.
     """
@@ -128,8 +131,9 @@ class SessionNorm:
         self.frame_sum += raw64.sum(axis=0)
         self.frame_sumsq += (raw64**2).sum(axis=0)
         self.frames += len(raw)
-        mean, std = shrunk_stats(self.frame_sum, self.frame_sumsq, self.frames, self.prior_mean, self.prior_std, self.prior_frames)
-        return apply_stats(raw, mean, self.prior_std if self.scale == "prior" else std)
+        mean, std = shrunk_stats(self.frame_sum, self.frame_sumsq, self.frames, self.prior_mean, self.prior_std,
+                                 self.prior_frames, self.scale)
+        return apply_stats(raw, mean, std)
 
 
 def normaliser(spec: dict | None):

@@ -153,14 +153,25 @@ def speech_distribution(model_path: Path, names: list[str], speech_dir: Path) ->
             (models_dir / "emotion.keras").symlink_to(model_path.resolve())
             (models_dir / "labels.json").write_text(json.dumps({"labels": names, "normalisation": normalise.spec_for(model_path)}))
         model = EmotionModel(models_dir)
-        counts: Counter = Counter()
         files = sorted(speech_dir.glob("*.flac"))
+        per_file = {}
         for f in files:
             pipeline = Pipeline(FileSource(f, speed=0), PipelineOptions(transcript=False), emotion_model=model)
-            counts.update(e.label for e in pipeline.events() if e.type == "emotion")
-    total = sum(counts.values())
-    return {"files": len(files), "windows": total, "share": {n: round(counts[n] / max(total, 1), 3) for n in names},
-            "most_predicted": counts.most_common(1)[0][0] if counts else None}
+            per_file[f.name] = [(e.label, e.confidence) for e in pipeline.events() if e.type == "emotion"]
+
+    def share(labels_: list[str]) -> dict:
+        c = Counter(labels_)
+        return {n: round(c[n] / max(len(labels_), 1), 3) for n in names}
+
+    events = [e for seq in per_file.values() for e in seq]
+    counts = Counter(label for label, _ in events)
+    # a recording is a session: its first windows lean on the training prior
+    return {"files": len(files), "windows": len(events), "share": share([label for label, _ in events]),
+            "most_predicted": counts.most_common(1)[0][0] if counts else None,
+            "share_first_two_windows": share([label for seq in per_file.values() for label, _ in seq[:2]]),
+            "share_later_windows": share([label for seq in per_file.values() for label, _ in seq[2:]]),
+            "confidence_p10_p50_p90": [round(float(q), 3) for q in np.percentile([c for _, c in events], [10, 50, 90])] if events else None,
+            "labels_per_file": {name: [label for label, _ in seq] for name, seq in per_file.items()}}
 
 
 def evaluate_command(args) -> int:
@@ -180,7 +191,11 @@ def evaluate_command(args) -> int:
             print(json.dumps(r))
         else:
             print(f"{r['model']} on {r['files']} recordings of ordinary speech ({speech_dir}), {r['windows']} windows:")
-            print("  " + "  ".join(f"{k} {v:.0%}" for k, v in sorted(r["share"].items(), key=lambda kv: -kv[1])))
+            for title, key in (("all", "share"), ("first two of a recording", "share_first_two_windows"),
+                               ("later", "share_later_windows")):
+                print(f"  {title + ':':26}" + "  ".join(f"{k} {v:.0%}" for k, v in sorted(r[key].items(), key=lambda kv: -kv[1])))
+            if r["confidence_p10_p50_p90"]:
+                print("  confidence p10/p50/p90: " + " / ".join(f"{q:.2f}" for q in r["confidence_p10_p50_p90"]))
         return 0
     conditions = ("clean", "telephone", "noisy", "reverb", "mp3") if args.condition == "all" else (args.condition,)
     results = []

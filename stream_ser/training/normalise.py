@@ -13,7 +13,7 @@ window (mostly prior) to a settled session.
 
 A RAVDESS speaker's clips are balanced over emotions, but a real session (a
 call, a reading, an interview) is mostly neutral speech, and its statistics
-then describe the speaker's neutral voice.  With ``neutral_share`` training
+then describe the speaker's neutral voice.  Given the neutral class, training
 draws each session's mix: a random share of neutral windows, from none to all,
 so the model learns emotions relative to any mix of baselines.
 """
@@ -30,7 +30,7 @@ from ..features import apply_stats, normalise, shrunk_stats
 KINDS = ("session", "window")
 
 
-def make_spec(kind: str, x_clean: np.ndarray | None = None, prior_windows: float = 5.0, scale: str = "session") -> dict:
+def make_spec(kind: str, x_clean: np.ndarray | None = None, prior_windows: float = 2.0, scale: str = "session") -> dict:
     """The ``normalisation`` entry a model ships with.  For ``"session"`` the prior
     is the mean and std of every frame of the clean training windows; ``scale``
     "session" divides by the session's std, "prior" by the prior's (the session
@@ -45,11 +45,7 @@ def make_spec(kind: str, x_clean: np.ndarray | None = None, prior_windows: float
 
 
 def _prior(spec: dict):
-    return np.asarray(spec["mean"]), np.asarray(spec["std"]), spec["prior_frames"]
-
-
-def _apply(x, mean, std, spec):
-    return apply_stats(x, mean, np.asarray(spec["std"]) if spec.get("scale") == "prior" else std)
+    return np.asarray(spec["mean"]), np.asarray(spec["std"]), spec["prior_frames"], spec.get("scale", "session")
 
 
 def _sums(x: np.ndarray):
@@ -65,7 +61,7 @@ def _in_order(x: np.ndarray, sessions: list[np.ndarray], spec: dict) -> np.ndarr
     for order in sessions:
         frames = x.shape[1] * np.arange(1, len(order) + 1)
         mean, std = shrunk_stats(np.cumsum(sums[order], axis=0), np.cumsum(sumsqs[order], axis=0), frames, *_prior(spec))
-        out[order] = _apply(x[order], mean, std, spec)
+        out[order] = apply_stats(x[order], mean, std)
     return out
 
 
@@ -98,7 +94,7 @@ def for_training(x: np.ndarray, session_of_window: np.ndarray, spec: dict, rng,
         c_sum = np.vstack([np.zeros(sums.shape[1]), np.cumsum(sums[stream], axis=0)])
         c_sq = np.vstack([np.zeros(sums.shape[1]), np.cumsum(sumsqs[stream], axis=0)])
         mean, std = shrunk_stats(c_sum[before] + sums[idx], c_sq[before] + sumsqs[idx], frames * (before + 1), *_prior(spec))
-        out[idx] = _apply(x[idx], mean, std, spec)
+        out[idx] = apply_stats(x[idx], mean, std)
     return out
 
 
