@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on sessions with each speaker's own emotion mix, not a random share of neutral speech")
     s.add_argument("--warm-up", choices=("log", "uniform"), default="log",
                    help="where in its session a training window falls: often early (log, default) or anywhere (uniform)")
+    s.add_argument("--average", type=float, default=0.0, metavar="D",
+                   help="validate an exponential moving average of the weights over epochs, decay D (e.g. 0.8; default off)")
     s.add_argument("--limit", type=int, help="use only the first N clips of each split (smoke tests)")
     s.add_argument("--seed", type=int, default=0)
 

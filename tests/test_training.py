@@ -101,15 +101,25 @@ def test_shipped_fast_path_agrees_with_keras(tiny_slice):
 
 def test_train_cli_checkpoints_and_resumes(tmp_path):
     need_shared()
+    import keras
+
     env = {"STREAM_SER_CACHE": str(tmp_path / "cache")}
     out = tmp_path / "run"
-    r = run_cli("train", "--epochs", "1", "--limit", "10", "--variants", "clean,telephone", "--out", out, env=env, timeout=300)
+    args = ("train", "--limit", "10", "--variants", "clean,telephone", "--average", "0.5", "--out", out)
+    r = run_cli(*args, "--epochs", "1", env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     state = json.loads((out / "state.json").read_text())
     assert state["epoch"] == 1 and (out / "last.keras").exists() and (out / "best.keras").exists()
+    first = keras.models.load_model(out / "last.keras").get_weights()
     caches = sorted(os.listdir(tmp_path / "cache"))
     assert len(caches) == 3  # train/clean, train/telephone, val/clean
-    r = run_cli("train", "--epochs", "2", "--limit", "10", "--variants", "clean,telephone", "--out", out, "--resume", env=env, timeout=300)
+    r = run_cli(*args, "--epochs", "2", "--resume", env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((out / "state.json").read_text())["epoch"] == 2
     assert sorted(os.listdir(tmp_path / "cache")) == caches  # the second run reused the cached features
+    # the averaged weights carried over the resume: epoch 1 and epoch 2 weigh half each
+    second = keras.models.load_model(out / "last.keras").get_weights()
+    averaged = keras.models.load_model(out / "average.keras").get_weights()
+    assert any(np.abs(a - b).max() > 1e-4 for a, b in zip(first, second))
+    for a, w1, w2 in zip(averaged, first, second):
+        np.testing.assert_allclose(a, 0.5 * w1 + 0.5 * w2, rtol=1e-5, atol=1e-6)

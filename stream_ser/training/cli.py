@@ -32,7 +32,7 @@ def train_command(args) -> int:
     data = _data_dir(args)
     opts = TrainOptions(arch=args.arch, seed=args.seed, keep_calm=args.keep_calm, limit=args.limit, data_dir=data,
                         norm=args.norm, prior_windows=args.prior_windows, scale=args.scale,
-                        neutral_sessions=not args.balanced_sessions, warm_up=args.warm_up)
+                        neutral_sessions=not args.balanced_sessions, warm_up=args.warm_up, average=args.average)
     if args.epochs:
         opts.epochs = args.epochs
     if args.variants:

@@ -40,6 +40,10 @@ class TrainOptions:
             training session (:func:`.normalise.for_training`).
         warm_up: how far into its session a training window falls: "log"
             (often early, while the prior weighs) or "uniform".
+        average: if > 0, validate and keep an exponential moving average of
+            the weights over epochs (each epoch's weights count ``1 - average``);
+            the best epoch is then chosen among averaged models.  Smooths the
+            epoch-to-epoch swings that make a 3-speaker val set pick spikes.
     """
 
     arch: str = "compact"
@@ -59,6 +63,7 @@ class TrainOptions:
     scale: str = "session"
     neutral_sessions: bool = True
     warm_up: str = "log"
+    average: float = 0.0
     limit: int | None = None
     data_dir: Path = DEFAULT_DATA
     out: Path = field(default_factory=lambda: Path("runs/compact"))
@@ -152,6 +157,14 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
         epochs = bar.add_task(f"{opts.arch}: epochs", total=opts.epochs, completed=state["epoch"])
         batches = bar.add_task("  batches", total=steps)
 
+        # the averaged model is a second copy of the network; only its weights differ
+        averaged = None
+        if opts.average > 0:
+            averaged = keras.models.clone_model(model)
+            averaged.build((None,) + x.shape[1:])
+            source = out / "average.keras" if resume and (out / "average.keras").exists() and state["epoch"] else None
+            averaged.set_weights(keras.models.load_model(source).get_weights() if source else model.get_weights())
+
         class Tick(keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):
                 bar.update(batches, completed=batch + 1)
@@ -169,7 +182,15 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
                              epochs=1, verbose=0, callbacks=[Tick()])
             if opts.arch == "paper":
                 recalibrate_batchnorm(model, xn, rng, opts.batch_size)
-            probs = predict(model, val_x)
+            chosen = model
+            if averaged is not None:
+                d = opts.average if epoch > 0 else 0.0
+                averaged.set_weights([d * a + (1 - d) * w for a, w in zip(averaged.get_weights(), model.get_weights())])
+                if opts.arch == "paper":
+                    recalibrate_batchnorm(averaged, xn, rng, opts.batch_size)
+                averaged.save(out / "average.keras")
+                chosen = averaged
+            probs = predict(chosen, val_x)
             val_scores = scores(val.clip_y(opts.keep_calm), clip_predictions(probs, val.clip_of_window, len(val.clip_emotions)), names)
             # "always one class" shows up here: inference-mode predictions per class
             spread = np.bincount(probs.argmax(1), minlength=len(names)).tolist()
@@ -179,7 +200,7 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
             model.save(out / "last.keras")
             if val_scores["ua"] > state["best_val_ua"]:
                 state["best_val_ua"], state["best_epoch"] = val_scores["ua"], epoch + 1
-                shutil.copy(out / "last.keras", out / "best.keras")
+                shutil.copy(out / ("average.keras" if averaged is not None else "last.keras"), out / "best.keras")
             state_path.write_text(json.dumps(state, indent=1))
             bar.update(epochs, completed=epoch + 1,
                        description=f"{opts.arch}: epoch {epoch + 1} loss {state['history'][-1]['loss']:.3f} "
