@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("checkpoints", nargs="+", help=".keras checkpoints (e.g. runs/compact/best.keras)")
     s.add_argument("--out", default="models", metavar="DIR")
     s.add_argument("--keep-calm", action="store_true")
+    s.add_argument("--neutral-bias", type=float, default=0.0, metavar="B",
+                   help="add B to the neutral logit: a prior for mostly-neutral speech, chosen on val (default 0)")
     s.add_argument("--data", metavar="DIR")
 
     s = sub.add_parser("evaluate", help="score a model on unseen speakers", description="Score an emotion model on a speaker split, clip by clip.")
@@ -87,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--condition", choices=("clean", "telephone", "noisy", "reverb", "mp3", "all"), default="clean")
     s.add_argument("--model", metavar="PATH", help="a models directory or a .keras checkpoint (default: the bundled models/)")
     s.add_argument("--keep-calm", action="store_true")
+    s.add_argument("--neutral-bias", type=float, default=0.0, metavar="B",
+                   help="score the model with B added to its neutral logit (as `export --neutral-bias` ships it)")
     s.add_argument("--plot", metavar="PNG", help="save the confusion matrix as a PNG")
     s.add_argument("--speech", action="store_true", help="instead: the label distribution on ../shared/data/speech replayed through the stream")
     s.add_argument("--json", action="store_true", help="print one JSON object")

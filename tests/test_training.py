@@ -123,3 +123,34 @@ def test_train_cli_checkpoints_and_resumes(tmp_path):
     assert any(np.abs(a - b).max() > 1e-4 for a, b in zip(first, second))
     for a, w1, w2 in zip(averaged, first, second):
         np.testing.assert_allclose(a, 0.5 * w1 + 0.5 * w2, rtol=1e-5, atol=1e-6)
+
+
+def test_neutral_bias_is_a_prior_on_the_output(tmp_path):
+    """shift_prior multiplies the neutral probability by e^B and renormalises
+    (each member of an ensemble likewise)."""
+    import keras
+
+    from stream_ser.training.export import ensemble
+    from stream_ser.training.models import build, shift_prior
+
+    x = np.random.default_rng(0).standard_normal((5, 108, 22)).astype(np.float32)
+    n = EMOTIONS.index("neutral")
+    w = np.ones(len(EMOTIONS))
+    w[n] = np.exp(0.5)
+    paths = []
+    for seed in (0, 1):
+        keras.utils.set_random_seed(seed)
+        paths.append(tmp_path / f"m{seed}.keras")
+        build("compact").save(paths[-1])
+    members = [ensemble([p])(x, training=False).numpy() for p in paths]
+
+    model = ensemble(paths[:1])
+    shift_prior(model, EMOTIONS, {"neutral": 0.5})
+    np.testing.assert_allclose(model(x, training=False).numpy(), members[0] * w / (members[0] * w).sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
+
+    both = ensemble(paths)
+    shift_prior(both, EMOTIONS, {"neutral": 0.5})
+    shifted = [m * w / (m * w).sum(1, keepdims=True) for m in members]
+    np.testing.assert_allclose(both(x, training=False).numpy(), np.mean(shifted, axis=0), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError):
+        shift_prior(model, EMOTIONS, {"calm": 1.0})

@@ -61,7 +61,7 @@ def export_command(args) -> int:
         if not Path(c).is_file():
             raise UserError(f"no checkpoint at {c}")
     check = _check_windows(_data_dir(args), Path(args.checkpoints[0]))
-    meta = export([Path(c) for c in args.checkpoints], Path(args.out), list(labels(args.keep_calm)), check)
+    meta = export([Path(c) for c in args.checkpoints], Path(args.out), list(labels(args.keep_calm)), check, args.neutral_bias)
     print(f"shipped to {args.out}: {meta['arch']} ({meta['params']:,} parameters), TFLite {meta['tflite']} "
           f"(max diff vs Keras {meta['tflite_max_abs_diff']:.1e})")
     return 0
@@ -134,7 +134,7 @@ def plot_confusion(result: dict, path: str) -> None:
     plt.close(fig)
 
 
-def speech_distribution(model_path: Path, names: list[str], speech_dir: Path) -> dict:
+def speech_distribution(model_path: Path, names: list[str], speech_dir: Path, neutral_bias: float = 0.0) -> dict:
     """Replay every recording in ``speech_dir`` through the stream (emotion only)
     and count the windows' labels: how the model sees ordinary, calm speech."""
     import tempfile
@@ -146,11 +146,18 @@ def speech_distribution(model_path: Path, names: list[str], speech_dir: Path) ->
 
     model_path = Path(model_path)
     with tempfile.TemporaryDirectory() as tmp:
-        if model_path.is_dir():
+        if model_path.is_dir() and not neutral_bias:
             models_dir = model_path
-        else:  # a checkpoint: serve it from a temporary models directory
+        else:  # a checkpoint, or a shifted prior: serve it from a temporary models directory
             models_dir = Path(tmp)
-            (models_dir / "emotion.keras").symlink_to(model_path.resolve())
+            if neutral_bias:
+                from .models import shift_prior
+
+                keras_model = load_keras(model_path)
+                shift_prior(keras_model, names, {"neutral": neutral_bias})
+                keras_model.save(models_dir / "emotion.keras")
+            else:
+                (models_dir / "emotion.keras").symlink_to(model_path.resolve())
             (models_dir / "labels.json").write_text(json.dumps({"labels": names, "normalisation": normalise.spec_for(model_path)}))
         model = EmotionModel(models_dir)
         files = sorted(speech_dir.glob("*.flac"))
@@ -183,10 +190,14 @@ def evaluate_command(args) -> int:
 
     model_path = Path(args.model) if args.model else DEFAULT_MODELS
     model = load_keras(model_path)
+    if args.neutral_bias:
+        from .models import shift_prior
+
+        shift_prior(model, labels(args.keep_calm), {"neutral": args.neutral_bias})
     if args.speech:
         speech_dir = data.parent / "speech"
-        r = speech_distribution(model_path, list(labels(args.keep_calm)), speech_dir)
-        r["model"] = model.name
+        r = speech_distribution(model_path, list(labels(args.keep_calm)), speech_dir, args.neutral_bias)
+        r["model"], r["neutral_bias"] = model.name, args.neutral_bias
         if args.json:
             print(json.dumps(r))
         else:
@@ -202,7 +213,7 @@ def evaluate_command(args) -> int:
     for c in conditions:
         t0 = time.perf_counter()
         r = evaluate(model, normalise.spec_for(model_path), args.split, c, args.keep_calm, data)
-        r["seconds"] = round(time.perf_counter() - t0, 1)
+        r["seconds"], r["neutral_bias"] = round(time.perf_counter() - t0, 1), args.neutral_bias
         results.append(r)
         if args.plot and len(conditions) == 1:
             plot_confusion(r, args.plot)
