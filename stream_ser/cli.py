@@ -26,6 +26,8 @@ def _add_session_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--plain", action="store_true", help="one line per event instead of the dashboard (automatic when stdout is not a terminal)")
     g = p.add_argument_group("models")
     g.add_argument("--models", metavar="DIR", help="emotion model directory (default: the bundled models/)")
+    g.add_argument("--neutral-bias", type=float, default=None, metavar="B",
+                   help="log-prior of neutral, replacing the model's (bundled: 1.0; 0 = classes weighed equally; higher = fewer emotion labels)")
     g.add_argument("--asr-model", metavar="PATH|NAME", help="faster-whisper model directory or name (default: bundled tiny.en)")
     g.add_argument("--no-transcript", action="store_true", help="emotion only: do not run the transcript stage")
     g = p.add_argument_group("stream")
@@ -89,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--condition", choices=("clean", "telephone", "noisy", "reverb", "mp3", "all"), default="clean")
     s.add_argument("--model", metavar="PATH", help="a models directory or a .keras checkpoint (default: the bundled models/)")
     s.add_argument("--keep-calm", action="store_true")
-    s.add_argument("--neutral-bias", type=float, default=0.0, metavar="B",
-                   help="score the model with B added to its neutral logit (as `export --neutral-bias` ships it)")
+    s.add_argument("--neutral-bias", type=float, default=None, metavar="B",
+                   help="score the model with neutral log-prior B instead of its own (as `listen --neutral-bias`)")
     s.add_argument("--plot", metavar="PNG", help="save the confusion matrix as a PNG")
     s.add_argument("--speech", action="store_true", help="instead: the label distribution on ../shared/data/speech replayed through the stream")
     s.add_argument("--json", action="store_true", help="print one JSON object")
@@ -104,6 +106,8 @@ def _pipeline_options(args):
     o = PipelineOptions()
     if args.models:
         o.emotion.models_dir = args.models
+    if args.neutral_bias is not None:
+        o.emotion.neutral_bias = args.neutral_bias
     if args.asr_model:
         o.transcribe.model = args.asr_model
     o.transcript = not args.no_transcript

@@ -66,7 +66,8 @@ class EmotionModel:
     interpreter is not thread-safe.
     """
 
-    def __init__(self, models_dir: str | os.PathLike = DEFAULT_MODELS, prefer: str = "tflite", threads: int = 1):
+    def __init__(self, models_dir: str | os.PathLike = DEFAULT_MODELS, prefer: str = "tflite", threads: int = 1,
+                 neutral_bias: float | None = None):
         models_dir = Path(models_dir)
         labels_path = models_dir / "labels.json"
         if not labels_path.is_file():
@@ -78,8 +79,18 @@ class EmotionModel:
                 raise ValueError
             self.normalisation = meta.get("normalisation") if isinstance(meta.get("normalisation"), dict) else None
             normaliser(self.normalisation)  # fails here, not in the first window
+            # log-priors already folded into the model's output layer (`stream-ser export --neutral-bias`)
+            self.log_prior = {str(k): float(v) for k, v in (meta.get("log_prior") or {}).items()}
+            if not set(self.log_prior) <= set(self.labels):
+                raise ValueError
         except Exception:
             raise ModelError(f"{labels_path}: not a valid labels file (expected {{\"labels\": [...]}})") from None
+        # --neutral-bias replaces the shipped prior: reweight the probabilities by the difference
+        self._reweight = None
+        if neutral_bias is not None and "neutral" in self.labels:
+            shift = np.zeros(len(self.labels))
+            shift[self.labels.index("neutral")] = neutral_bias - self.log_prior.get("neutral", 0.0)
+            self._reweight = np.exp(shift)
         _quiet_tensorflow()
         tflite, keras_path = models_dir / "emotion.tflite", models_dir / "emotion.keras"
         self.form = None
@@ -137,7 +148,11 @@ class EmotionModel:
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities for one (108, 22) normalised feature matrix."""
-        return np.asarray(self._run(np.ascontiguousarray(features, dtype=np.float32)), dtype=np.float64)
+        probs = np.asarray(self._run(np.ascontiguousarray(features, dtype=np.float32)), dtype=np.float64)
+        if self._reweight is not None:
+            probs = probs * self._reweight
+            probs /= probs.sum()
+        return probs
 
 
 @dataclass
@@ -146,6 +161,9 @@ class EmotionOptions:
 
     Attributes:
         models_dir: directory with ``labels.json`` and the model files.
+        neutral_bias: log-prior of the neutral class, replacing the model's own
+            (``labels.json`` ``log_prior``; 1.0 for the bundled model, 0 weighs
+            the classes as training did).  Higher: fewer, surer emotion labels.
         smoothing: how many recent windows of the same utterance are averaged
             into an event's ``probs`` (1: none).
         queue_size: windows waiting for the worker; a live stream drops (and
@@ -153,6 +171,7 @@ class EmotionOptions:
     """
 
     models_dir: str | os.PathLike = DEFAULT_MODELS
+    neutral_bias: float | None = None
     smoothing: int = 3
     queue_size: int = 32
 

@@ -83,7 +83,7 @@ class Pipeline:
     def __init__(self, source: Source, options: PipelineOptions | None = None, *, emotion_model=None, whisper_model=None):
         self.source = source
         self.options = o = options or PipelineOptions()
-        self.emotion_model = emotion_model or EmotionModel(o.emotion.models_dir)
+        self.emotion_model = emotion_model or EmotionModel(o.emotion.models_dir, neutral_bias=o.emotion.neutral_bias)
         self.whisper = (whisper_model or load_whisper(o.transcribe)) if o.transcript else None
         warm_up()
         self.ring = RingBuffer(o.ring_seconds)

@@ -154,3 +154,23 @@ def test_neutral_bias_is_a_prior_on_the_output(tmp_path):
     np.testing.assert_allclose(both(x, training=False).numpy(), np.mean(shifted, axis=0), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError):
         shift_prior(model, EMOTIONS, {"calm": 1.0})
+
+
+def test_neutral_bias_option_replaces_the_shipped_prior():
+    """--neutral-bias B reweights the shipped model's probabilities as if it had
+    been exported with B: neutral by e^(B - shipped), then renormalised."""
+    from stream_ser.emotion import DEFAULT_MODELS, EmotionModel
+
+    shipped = EmotionModel(DEFAULT_MODELS)
+    own = shipped.log_prior.get("neutral", 0.0)
+    same = EmotionModel(DEFAULT_MODELS, neutral_bias=own)
+    balanced = EmotionModel(DEFAULT_MODELS, neutral_bias=0.0)
+    n = shipped.labels.index("neutral")
+    x = np.random.default_rng(1).standard_normal((4, 108, 22)).astype(np.float32)
+    for row in x:
+        p = shipped.predict(row)
+        np.testing.assert_allclose(same.predict(row), p, rtol=1e-6)
+        w = np.ones(len(p))
+        w[n] = np.exp(-own)
+        np.testing.assert_allclose(balanced.predict(row), p * w / (p * w).sum(), rtol=1e-6)
+        assert balanced.predict(row).sum() == pytest.approx(1.0)

@@ -190,18 +190,24 @@ def evaluate_command(args) -> int:
 
     model_path = Path(args.model) if args.model else DEFAULT_MODELS
     model = load_keras(model_path)
-    if args.neutral_bias:
+    # --neutral-bias replaces the model's own log-prior (a models directory's
+    # labels.json "log_prior"; a bare checkpoint has none), as in listen/replay
+    own = 0.0
+    if model_path.is_dir() and (model_path / "labels.json").is_file():
+        own = float((json.loads((model_path / "labels.json").read_text()).get("log_prior") or {}).get("neutral", 0.0))
+    bias = own if args.neutral_bias is None else args.neutral_bias
+    if bias != own:
         from .models import shift_prior
 
-        shift_prior(model, labels(args.keep_calm), {"neutral": args.neutral_bias})
+        shift_prior(model, labels(args.keep_calm), {"neutral": bias - own})
     if args.speech:
         speech_dir = data.parent / "speech"
-        r = speech_distribution(model_path, list(labels(args.keep_calm)), speech_dir, args.neutral_bias)
-        r["model"], r["neutral_bias"] = model.name, args.neutral_bias
+        r = speech_distribution(model_path, list(labels(args.keep_calm)), speech_dir, bias - own)
+        r["model"], r["neutral_bias"] = model.name, bias
         if args.json:
             print(json.dumps(r))
         else:
-            print(f"{r['model']} on {r['files']} recordings of ordinary speech ({speech_dir}), {r['windows']} windows:")
+            print(f"{r['model']} (neutral prior {r['neutral_bias']:g}) on {r['files']} recordings of ordinary speech ({speech_dir}), {r['windows']} windows:")
             for title, key in (("all", "share"), ("first two of a recording", "share_first_two_windows"),
                                ("later", "share_later_windows")):
                 print(f"  {title + ':':26}" + "  ".join(f"{k} {v:.0%}" for k, v in sorted(r[key].items(), key=lambda kv: -kv[1])))
@@ -213,7 +219,7 @@ def evaluate_command(args) -> int:
     for c in conditions:
         t0 = time.perf_counter()
         r = evaluate(model, normalise.spec_for(model_path), args.split, c, args.keep_calm, data)
-        r["seconds"], r["neutral_bias"] = round(time.perf_counter() - t0, 1), args.neutral_bias
+        r["seconds"], r["neutral_bias"] = round(time.perf_counter() - t0, 1), bias
         results.append(r)
         if args.plot and len(conditions) == 1:
             plot_confusion(r, args.plot)
@@ -221,7 +227,7 @@ def evaluate_command(args) -> int:
         print(json.dumps(results[0] if len(results) == 1 else results))
         return 0
     for r in results:
-        print(f"{r['model']} on {r['split']} ({', '.join(r['speakers'])}), condition {r['condition']}: "
+        print(f"{r['model']} on {r['split']} ({', '.join(r['speakers'])}), condition {r['condition']}, neutral prior {r['neutral_bias']:g}: "
               f"UA {r['ua']:.3f}  macro-F1 {r['macro_f1']:.3f}  WA {r['wa']:.3f}  ({r['n']} clips, {r['windows']} windows)")
         print("  recall: " + "  ".join(f"{k} {v:.2f}" for k, v in r["recall"].items()))
         if r["no_window"]:
