@@ -21,6 +21,7 @@ so the model learns emotions relative to any mix of baselines.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -120,4 +121,8 @@ def spec_for(model_path: Path) -> dict:
     if meta.is_file():
         data = json.loads(meta.read_text())
         return data.get("normalisation", data) if model_path.is_dir() else data
+    if not model_path.is_dir():
+        # a checkpoint moved away from its run directory would otherwise be
+        # scored with the wrong normalisation without a word
+        print(f"note: no norm.json beside {model_path}; assuming per-window normalisation", file=sys.stderr)
     return {"kind": "window"}
