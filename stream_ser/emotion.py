@@ -58,6 +58,33 @@ def _quiet_tensorflow() -> None:
             import tensorflow  # noqa: F401
 
 
+def read_log_prior(meta: dict, labels, where) -> dict[str, float]:
+    """``labels.json``'s ``"log_prior"`` ({label: number}, may be absent)."""
+    raw = meta.get("log_prior") or {}
+    try:
+        prior = {str(k): float(v) for k, v in raw.items()}
+        if not set(prior) <= set(labels) or not all(np.isfinite(v) for v in prior.values()):
+            raise ValueError
+    except (AttributeError, TypeError, ValueError):
+        raise ModelError(f"{where}: \"log_prior\" must map class labels to finite numbers") from None
+    return prior
+
+
+def prior_weights(labels, neutral_shift: float) -> np.ndarray:
+    """Per-class factors that move the neutral log-prior by ``neutral_shift``."""
+    shift = np.zeros(len(labels))
+    shift[list(labels).index("neutral")] = neutral_shift
+    return np.exp(shift)
+
+
+def reweight(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Probabilities under other class priors: ``probs * weights``, renormalised
+    (last axis).  ``--neutral-bias`` in the stream and in ``evaluate`` both go
+    through here; for one checkpoint it equals re-exporting with that prior."""
+    out = probs * weights
+    return out / out.sum(axis=-1, keepdims=True)
+
+
 class EmotionModel:
     """The shipped emotion classifier from a models directory:
     ``labels.json``, and ``emotion.tflite`` (fast path) or ``emotion.keras``.
@@ -79,18 +106,15 @@ class EmotionModel:
                 raise ValueError
             self.normalisation = meta.get("normalisation") if isinstance(meta.get("normalisation"), dict) else None
             normaliser(self.normalisation)  # fails here, not in the first window
-            # log-priors already folded into the model's output layer (`stream-ser export --neutral-bias`)
-            self.log_prior = {str(k): float(v) for k, v in (meta.get("log_prior") or {}).items()}
-            if not set(self.log_prior) <= set(self.labels):
-                raise ValueError
         except Exception:
             raise ModelError(f"{labels_path}: not a valid labels file (expected {{\"labels\": [...]}})") from None
-        # --neutral-bias replaces the shipped prior: reweight the probabilities by the difference
+        # log-priors already folded into the model's output layer (`stream-ser export --neutral-bias`)
+        self.log_prior = read_log_prior(meta, self.labels, labels_path)
         self._reweight = None
-        if neutral_bias is not None and "neutral" in self.labels:
-            shift = np.zeros(len(self.labels))
-            shift[self.labels.index("neutral")] = neutral_bias - self.log_prior.get("neutral", 0.0)
-            self._reweight = np.exp(shift)
+        if neutral_bias is not None:
+            if "neutral" not in self.labels:
+                raise ModelError(f"--neutral-bias: the model in {models_dir} has no 'neutral' class")
+            self._reweight = prior_weights(self.labels, neutral_bias - self.log_prior.get("neutral", 0.0))
         _quiet_tensorflow()
         tflite, keras_path = models_dir / "emotion.tflite", models_dir / "emotion.keras"
         self.form = None
@@ -149,10 +173,7 @@ class EmotionModel:
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Class probabilities for one (108, 22) normalised feature matrix."""
         probs = np.asarray(self._run(np.ascontiguousarray(features, dtype=np.float32)), dtype=np.float64)
-        if self._reweight is not None:
-            probs = probs * self._reweight
-            probs /= probs.sum()
-        return probs
+        return probs if self._reweight is None else reweight(probs, self._reweight)
 
 
 @dataclass

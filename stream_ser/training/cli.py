@@ -30,6 +30,10 @@ def train_command(args) -> int:
 
     _quiet_tensorflow()
     data = _data_dir(args)
+    if not 0.0 <= args.average < 1.0:
+        from ..cli import UserError
+
+        raise UserError("--average must be at least 0 and below 1 (e.g. 0.8)")
     opts = TrainOptions(arch=args.arch, seed=args.seed, keep_calm=args.keep_calm, limit=args.limit, data_dir=data,
                         norm=args.norm, prior_windows=args.prior_windows, scale=args.scale,
                         neutral_sessions=not args.balanced_sessions, warm_up=args.warm_up, average=args.average)
@@ -75,6 +79,24 @@ def _check_windows(data: Path, checkpoint: Path, limit: int | None = None) -> np
     return x[:64]
 
 
+def shipped_meta(path: Path) -> dict:
+    """``labels.json`` of a models directory, or of the directory a model file
+    sits in (``models/emotion.keras``); ``{}`` for a training checkpoint."""
+    path = Path(path)
+    meta = path / "labels.json" if path.is_dir() else path.parent / "labels.json"
+    if not meta.is_file():
+        return {}
+    from ..cli import UserError
+
+    try:
+        data = json.loads(meta.read_text())
+    except ValueError:
+        raise UserError(f"{meta}: not valid JSON") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{meta}: not a labels file")
+    return data
+
+
 def load_keras(path: Path):
     import keras
 
@@ -91,16 +113,22 @@ def load_keras(path: Path):
         raise UserError(f"{path}: cannot load model ({str(e).splitlines()[0]})") from None
 
 
-def evaluate(model, spec: dict, split: str, condition: str, keep_calm: bool, data: Path = DEFAULT_DATA, seed: int = 1) -> dict:
+def evaluate(model, spec: dict, split: str, condition: str, keep_calm: bool, data: Path = DEFAULT_DATA, seed: int = 1,
+             neutral_shift: float = 0.0) -> dict:
     """Clip-level scores of ``model`` (expecting normalisation ``spec``) on
     ``split`` under ``condition``.  With session normalisation each speaker is
-    one session, its clips heard in a fixed random order (:mod:`.normalise`)."""
+    one session, its clips heard in a fixed random order (:mod:`.normalise`).
+    ``neutral_shift`` moves the neutral log-prior as ``--neutral-bias`` does."""
     from .metrics import clip_predictions, scores
     from .train import predict
 
     ws = load_windows(split, condition, data_dir=data, seed=seed)
     names = labels(keep_calm)
     probs = predict(model, normalise.for_evaluation(ws.x, ws.clip_of_window, ws.clip_speakers, spec))
+    if neutral_shift:
+        from ..emotion import prior_weights, reweight
+
+        probs = reweight(probs, prior_weights(names, neutral_shift))
     pred = clip_predictions(probs, ws.clip_of_window, len(ws.clip_emotions))
     result = scores(ws.clip_y(keep_calm), pred, names)
     result.update({"split": split, "condition": condition, "labels": list(names), "windows": int(len(ws.x)),
@@ -134,7 +162,7 @@ def plot_confusion(result: dict, path: str) -> None:
     plt.close(fig)
 
 
-def speech_distribution(model_path: Path, names: list[str], speech_dir: Path, neutral_bias: float = 0.0) -> dict:
+def speech_distribution(model_path: Path, names: list[str], speech_dir: Path, neutral_bias: float | None = None) -> dict:
     """Replay every recording in ``speech_dir`` through the stream (emotion only)
     and count the windows' labels: how the model sees ordinary, calm speech."""
     import tempfile
@@ -146,20 +174,14 @@ def speech_distribution(model_path: Path, names: list[str], speech_dir: Path, ne
 
     model_path = Path(model_path)
     with tempfile.TemporaryDirectory() as tmp:
-        if model_path.is_dir() and not neutral_bias:
+        if model_path.is_dir():
             models_dir = model_path
-        else:  # a checkpoint, or a shifted prior: serve it from a temporary models directory
+        else:  # a checkpoint: serve it from a temporary models directory
             models_dir = Path(tmp)
-            if neutral_bias:
-                from .models import shift_prior
-
-                keras_model = load_keras(model_path)
-                shift_prior(keras_model, names, {"neutral": neutral_bias})
-                keras_model.save(models_dir / "emotion.keras")
-            else:
-                (models_dir / "emotion.keras").symlink_to(model_path.resolve())
-            (models_dir / "labels.json").write_text(json.dumps({"labels": names, "normalisation": normalise.spec_for(model_path)}))
-        model = EmotionModel(models_dir)
+            (models_dir / "emotion.keras").symlink_to(model_path.resolve())
+            (models_dir / "labels.json").write_text(json.dumps({"labels": names, "normalisation": normalise.spec_for(model_path),
+                                                                "log_prior": shipped_meta(model_path).get("log_prior", {})}))
+        model = EmotionModel(models_dir, neutral_bias=neutral_bias)
         files = sorted(speech_dir.glob("*.flac"))
         per_file = {}
         for f in files:
@@ -182,6 +204,7 @@ def speech_distribution(model_path: Path, names: list[str], speech_dir: Path, ne
 
 
 def evaluate_command(args) -> int:
+    from ..cli import UserError
     from ..emotion import _quiet_tensorflow
 
     _quiet_tensorflow()
@@ -190,19 +213,19 @@ def evaluate_command(args) -> int:
 
     model_path = Path(args.model) if args.model else DEFAULT_MODELS
     model = load_keras(model_path)
-    # --neutral-bias replaces the model's own log-prior (a models directory's
-    # labels.json "log_prior"; a bare checkpoint has none), as in listen/replay
-    own = 0.0
-    if model_path.is_dir() and (model_path / "labels.json").is_file():
-        own = float((json.loads((model_path / "labels.json").read_text()).get("log_prior") or {}).get("neutral", 0.0))
-    bias = own if args.neutral_bias is None else args.neutral_bias
-    if bias != own:
-        from .models import shift_prior
+    # --neutral-bias replaces the model's own log-prior (labels.json "log_prior"
+    # of a models directory; a bare checkpoint has none), as in listen/replay
+    from ..emotion import ModelError, read_log_prior
 
-        shift_prior(model, labels(args.keep_calm), {"neutral": bias - own})
+    names = labels(args.keep_calm)
+    try:
+        own = read_log_prior(shipped_meta(model_path), names, model_path).get("neutral", 0.0)
+    except ModelError as e:
+        raise UserError(str(e)) from None
+    bias = own if args.neutral_bias is None else args.neutral_bias
     if args.speech:
         speech_dir = data.parent / "speech"
-        r = speech_distribution(model_path, list(labels(args.keep_calm)), speech_dir, bias - own)
+        r = speech_distribution(model_path, list(names), speech_dir, bias)
         r["model"], r["neutral_bias"] = model.name, bias
         if args.json:
             print(json.dumps(r))
@@ -215,10 +238,11 @@ def evaluate_command(args) -> int:
                 print("  confidence p10/p50/p90: " + " / ".join(f"{q:.2f}" for q in r["confidence_p10_p50_p90"]))
         return 0
     conditions = ("clean", "telephone", "noisy", "reverb", "mp3") if args.condition == "all" else (args.condition,)
+    spec = normalise.spec_for(model_path)
     results = []
     for c in conditions:
         t0 = time.perf_counter()
-        r = evaluate(model, normalise.spec_for(model_path), args.split, c, args.keep_calm, data)
+        r = evaluate(model, spec, args.split, c, args.keep_calm, data, neutral_shift=bias - own)
         r["seconds"], r["neutral_bias"] = round(time.perf_counter() - t0, 1), bias
         results.append(r)
         if args.plot and len(conditions) == 1:

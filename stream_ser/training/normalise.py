@@ -113,16 +113,26 @@ def for_evaluation(x: np.ndarray, clip_of_window: np.ndarray, speaker_of_clip: l
     return _in_order(x, sessions, spec)
 
 
+_noted: set[str] = set()
+
+
 def spec_for(model_path: Path) -> dict:
-    """The normalisation of a models directory (``labels.json``) or of a training
-    checkpoint (``norm.json`` beside it); per window if neither says."""
+    """The normalisation of a models directory (``labels.json``), of a model file
+    in one (``models/emotion.keras``) or of a training checkpoint (``norm.json``
+    beside it); per window if none says."""
     model_path = Path(model_path)
-    meta = model_path / "labels.json" if model_path.is_dir() else model_path.parent / "norm.json"
+    if model_path.is_dir():
+        meta = model_path / "labels.json"
+    else:
+        meta = model_path.parent / "norm.json"
+        if not meta.is_file() and (model_path.parent / "labels.json").is_file():
+            meta = model_path.parent / "labels.json"
     if meta.is_file():
         data = json.loads(meta.read_text())
-        return data.get("normalisation", data) if model_path.is_dir() else data
-    if not model_path.is_dir():
+        return data.get("normalisation", {"kind": "window"}) if meta.name == "labels.json" else data
+    if not model_path.is_dir() and str(model_path) not in _noted:
         # a checkpoint moved away from its run directory would otherwise be
         # scored with the wrong normalisation without a word
+        _noted.add(str(model_path))
         print(f"note: no norm.json beside {model_path}; assuming per-window normalisation", file=sys.stderr)
     return {"kind": "window"}

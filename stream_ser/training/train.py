@@ -82,7 +82,7 @@ def recalibrate_batchnorm(model, x: np.ndarray, rng, batch_size: int, batches: i
     while training-mode accuracy looks fine (GUIDE §1).  Forward passes in
     training mode update only the moving statistics; no weight changes."""
     for _ in range(batches):
-        model(x[rng.choice(len(x), batch_size, replace=False)], training=True)
+        model(x[rng.choice(len(x), min(batch_size, len(x)), replace=False)], training=True)
 
 
 def _mask(x: np.ndarray, rng, width_t: int, width_f: int) -> np.ndarray:
@@ -142,6 +142,11 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
         if resume and (out / "last.keras").exists():
             model = keras.models.load_model(out / "last.keras")
             state = json.loads(state_path.read_text())
+            if float(state["options"].get("average", 0.0)) != opts.average:
+                # the best epoch so far was judged on raw or averaged weights: do not mix the two
+                from ..cli import UserError
+
+                raise UserError(f"{out} was trained with --average {state['options'].get('average', 0.0)}; resume with the same")
         else:
             model = build(opts.arch, len(names))
             # cosine decay over the whole run: the late, small steps settle the
@@ -186,8 +191,8 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
             if averaged is not None:
                 d = opts.average if epoch > 0 else 0.0
                 averaged.set_weights([d * a + (1 - d) * w for a, w in zip(averaged.get_weights(), model.get_weights())])
-                if opts.arch == "paper":
-                    recalibrate_batchnorm(averaged, xn, rng, opts.batch_size)
+                # averaged moving statistics do not belong to the averaged weights (as in SWA)
+                recalibrate_batchnorm(averaged, xn, rng, opts.batch_size)
                 averaged.save(out / "average.keras")
                 chosen = averaged
             probs = predict(chosen, val_x)
