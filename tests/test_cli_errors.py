@@ -92,6 +92,15 @@ def test_wrong_labels_file(tmp_path, tone, labels):
     one_line_error(run_cli("replay", tone, "--speed", "0", "--plain", "--models", d), "labels")
 
 
+@pytest.mark.parametrize("prior", [["neutral"], {"calm": 1.0}, {"neutral": "high"}, {"neutral": float("nan")}])
+def test_bad_log_prior(tmp_path, tone, prior):
+    d = _models_copy(tmp_path)
+    meta = json.loads((d / "labels.json").read_text())
+    meta["log_prior"] = prior
+    (d / "labels.json").write_text(json.dumps(meta))
+    one_line_error(run_cli("replay", tone, "--speed", "0", "--plain", "--no-transcript", "--models", d), "log_prior")
+
+
 def test_missing_asr_model(tmp_path, tone):
     one_line_error(run_cli("replay", tone, "--speed", "0", "--plain", "--asr-model", tmp_path / "no-such-model"), "ASR model")
 
