@@ -79,8 +79,8 @@ def prior_weights(labels, neutral_shift: float) -> np.ndarray:
 
 def reweight(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Probabilities under other class priors: ``probs * weights``, renormalised
-    (last axis).  ``--neutral-bias`` in the stream and in ``evaluate`` both go
-    through here; for one checkpoint it equals re-exporting with that prior."""
+    (last axis).  The stream (:class:`EmotionModel`) and ``stream-ser evaluate``
+    both apply a model's neutral prior through here."""
     out = probs * weights
     return out / out.sum(axis=-1, keepdims=True)
 
@@ -108,13 +108,13 @@ class EmotionModel:
             normaliser(self.normalisation)  # fails here, not in the first window
         except Exception:
             raise ModelError(f"{labels_path}: not a valid labels file (expected {{\"labels\": [...]}})") from None
-        # log-priors already folded into the model's output layer (`stream-ser export --neutral-bias`)
+        # the model files hold the trained network; its deployment prior
+        # (`stream-ser export --neutral-bias`) is applied here, and --neutral-bias replaces it
         self.log_prior = read_log_prior(meta, self.labels, labels_path)
-        self._reweight = None
-        if neutral_bias is not None:
-            if "neutral" not in self.labels:
-                raise ModelError(f"--neutral-bias: the model in {models_dir} has no 'neutral' class")
-            self._reweight = prior_weights(self.labels, neutral_bias - self.log_prior.get("neutral", 0.0))
+        if neutral_bias is not None and "neutral" not in self.labels:
+            raise ModelError(f"--neutral-bias: the model in {models_dir} has no 'neutral' class")
+        self.neutral_bias = self.log_prior.get("neutral", 0.0) if neutral_bias is None else float(neutral_bias)
+        self._reweight = prior_weights(self.labels, self.neutral_bias) if self.neutral_bias else None
         _quiet_tensorflow()
         tflite, keras_path = models_dir / "emotion.tflite", models_dir / "emotion.keras"
         self.form = None
@@ -171,7 +171,8 @@ class EmotionModel:
         return normaliser(self.normalisation)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities for one (108, 22) normalised feature matrix."""
+        """Class probabilities for one (108, 22) normalised feature matrix, under
+        the model's neutral prior (:attr:`neutral_bias`)."""
         probs = np.asarray(self._run(np.ascontiguousarray(features, dtype=np.float32)), dtype=np.float64)
         return probs if self._reweight is None else reweight(probs, self._reweight)
 
@@ -185,6 +186,7 @@ class EmotionOptions:
         neutral_bias: log-prior of the neutral class, replacing the model's own
             (``labels.json`` ``log_prior``; 1.0 for the bundled model, 0 weighs
             the classes as training did).  Higher: fewer, surer emotion labels.
+            ``None``: the model's own.
         smoothing: how many recent windows of the same utterance are averaged
             into an event's ``probs`` (1: none).
         queue_size: windows waiting for the worker; a live stream drops (and

@@ -88,7 +88,7 @@ def test_shipped_fast_path_agrees_with_keras(tiny_slice):
 
     if not (DEFAULT_MODELS / "emotion.tflite").exists():
         pytest.skip("no shipped model")
-    fast = EmotionModel(DEFAULT_MODELS, prefer="tflite")
+    fast = EmotionModel(DEFAULT_MODELS, prefer="tflite", neutral_bias=0.0)  # the network alone, no prior
     assert fast.form == "tflite"
     keras_model = keras.models.load_model(DEFAULT_MODELS / "emotion.keras", compile=False)
     raw, _, owner, speakers = tiny_slice
@@ -130,41 +130,11 @@ def test_train_cli_checkpoints_and_resumes(tmp_path):
     assert r.returncode == 2 and "--average 0.5" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_neutral_bias_is_a_prior_on_the_output(tmp_path):
-    """shift_prior multiplies the neutral probability by e^B and renormalises
-    (each member of an ensemble likewise)."""
-    import keras
-
-    from stream_ser.training.export import ensemble
-    from stream_ser.training.models import build, shift_prior
-
-    x = np.random.default_rng(0).standard_normal((5, 108, 22)).astype(np.float32)
-    n = EMOTIONS.index("neutral")
-    w = np.ones(len(EMOTIONS))
-    w[n] = np.exp(0.5)
-    paths = []
-    for seed in (0, 1):
-        keras.utils.set_random_seed(seed)
-        paths.append(tmp_path / f"m{seed}.keras")
-        build("compact").save(paths[-1])
-    members = [ensemble([p])(x, training=False).numpy() for p in paths]
-
-    model = ensemble(paths[:1])
-    shift_prior(model, EMOTIONS, {"neutral": 0.5})
-    np.testing.assert_allclose(model(x, training=False).numpy(), members[0] * w / (members[0] * w).sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
-
-    both = ensemble(paths)
-    shift_prior(both, EMOTIONS, {"neutral": 0.5})
-    shifted = [m * w / (m * w).sum(1, keepdims=True) for m in members]
-    np.testing.assert_allclose(both(x, training=False).numpy(), np.mean(shifted, axis=0), rtol=1e-4, atol=1e-6)
-    with pytest.raises(ValueError):
-        shift_prior(model, EMOTIONS, {"calm": 1.0})
-
-
-def test_exported_prior_is_inside_the_model_and_neutral_bias_replaces_it(tmp_path):
-    """export --neutral-bias 0.7 ships the checkpoint with neutral scaled by e^0.7
-    (Keras and TFLite); EmotionModel(neutral_bias=0) gives back the checkpoint's
-    own probabilities, as `listen --neutral-bias 0` would."""
+def test_exported_prior_scales_neutral_and_neutral_bias_replaces_it(tmp_path):
+    """export --neutral-bias 0.7 ships a model whose neutral probability is
+    scaled by e^0.7 and renormalised (Keras and TFLite forms alike);
+    EmotionModel(neutral_bias=0) gives back the checkpoint's own probabilities,
+    as `listen --neutral-bias 0` would."""
     import keras
 
     from stream_ser.emotion import EmotionModel

@@ -114,21 +114,21 @@ def load_keras(path: Path):
 
 
 def evaluate(model, spec: dict, split: str, condition: str, keep_calm: bool, data: Path = DEFAULT_DATA, seed: int = 1,
-             neutral_shift: float = 0.0) -> dict:
+             neutral_bias: float = 0.0) -> dict:
     """Clip-level scores of ``model`` (expecting normalisation ``spec``) on
     ``split`` under ``condition``.  With session normalisation each speaker is
     one session, its clips heard in a fixed random order (:mod:`.normalise`).
-    ``neutral_shift`` moves the neutral log-prior as ``--neutral-bias`` does."""
+    ``neutral_bias`` is the neutral log-prior, applied as the stream applies it."""
     from .metrics import clip_predictions, scores
     from .train import predict
 
     ws = load_windows(split, condition, data_dir=data, seed=seed)
     names = labels(keep_calm)
     probs = predict(model, normalise.for_evaluation(ws.x, ws.clip_of_window, ws.clip_speakers, spec))
-    if neutral_shift:
+    if neutral_bias:
         from ..emotion import prior_weights, reweight
 
-        probs = reweight(probs, prior_weights(names, neutral_shift))
+        probs = reweight(probs, prior_weights(names, neutral_bias))
     pred = clip_predictions(probs, ws.clip_of_window, len(ws.clip_emotions))
     result = scores(ws.clip_y(keep_calm), pred, names)
     result.update({"split": split, "condition": condition, "labels": list(names), "windows": int(len(ws.x)),
@@ -213,8 +213,8 @@ def evaluate_command(args) -> int:
 
     model_path = Path(args.model) if args.model else DEFAULT_MODELS
     model = load_keras(model_path)
-    # --neutral-bias replaces the model's own log-prior (labels.json "log_prior"
-    # of a models directory; a bare checkpoint has none), as in listen/replay
+    # the model's own log-prior (labels.json "log_prior" of a models directory;
+    # a bare checkpoint has none), replaced by --neutral-bias as in listen/replay
     from ..emotion import ModelError, read_log_prior
 
     names = labels(args.keep_calm)
@@ -242,7 +242,7 @@ def evaluate_command(args) -> int:
     results = []
     for c in conditions:
         t0 = time.perf_counter()
-        r = evaluate(model, spec, args.split, c, args.keep_calm, data, neutral_shift=bias - own)
+        r = evaluate(model, spec, args.split, c, args.keep_calm, data, neutral_bias=bias)
         r["seconds"], r["neutral_bias"] = round(time.perf_counter() - t0, 1), bias
         results.append(r)
         if args.plot and len(conditions) == 1:

@@ -11,7 +11,6 @@ import numpy as np
 
 from ..features import FEATURE_NAMES, FRAME_LENGTH, HOP_LENGTH, N_FEATURES, N_FFT, N_FRAMES, SAMPLE_RATE
 from ..windows import WindowOptions
-from .models import shift_prior
 from .normalise import spec_for
 
 TOLERANCE = 1e-3
@@ -62,8 +61,9 @@ def ensemble(checkpoints: list[Path]):
 
 def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: np.ndarray, neutral_bias: float = 0.0) -> dict:
     """Write ``emotion.keras``, ``emotion.tflite`` and ``labels.json`` to ``out_dir``.
-    Several checkpoints are averaged into one model; ``neutral_bias`` is folded
-    into its output layer (:func:`.models.shift_prior`).  The TFLite form is int8
+    Several checkpoints are averaged into one model; ``neutral_bias`` is its
+    neutral log-prior, recorded in ``labels.json`` and applied to the model's
+    probabilities by :class:`~stream_ser.emotion.EmotionModel` and ``evaluate``.  The TFLite form is int8
     dynamic-range if its outputs stay within 1e-3 of Keras on ``check_x``,
     else float32; it must agree or nothing is shipped."""
     from .train import predict
@@ -72,8 +72,8 @@ def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: n
     if len({json.dumps(spec_for(c)) for c in checkpoints}) > 1:
         raise ValueError("checkpoints with different normalisations cannot be averaged")
     model = ensemble(checkpoints)
-    if neutral_bias:
-        shift_prior(model, labels, {"neutral": neutral_bias})
+    if neutral_bias and "neutral" not in labels:
+        raise ValueError("--neutral-bias needs a 'neutral' class")
     ref = predict(model, check_x)
     chosen = None
     for quantize in (True, False):
@@ -98,7 +98,7 @@ def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: n
         "features": {"sample_rate": SAMPLE_RATE, "frame_length": FRAME_LENGTH, "n_fft": N_FFT, "hop_length": HOP_LENGTH, "n_mfcc": 20, "n_mels": 64},
         # stream_ser.features.normaliser() reads this
         "normalisation": spec_for(checkpoints[0]),
-        # added to the output logits (already inside the model files)
+        # added to the neutral log-probability at run time (stream_ser.emotion.reweight)
         "log_prior": {"neutral": neutral_bias},
         "window": WindowOptions().__dict__,
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..features import N_FEATURES, N_FRAMES
 
 ARCHS = ("paper", "compact")
@@ -48,26 +46,3 @@ def build(arch: str, n_classes: int = 7):
     out = L.Dense(n_classes, activation="softmax", name="probs")(x)
     return keras.Model(inp, out, name=f"ser_{arch}")
 
-
-def shift_prior(model, labels, log_bias: dict[str, float]) -> None:
-    """Add ``log_bias[label]`` to that class's logit in every ``probs`` layer of
-    ``model`` (ensemble members included), in place.
-
-    Training weighs the classes equally; ordinary speech is mostly neutral.  A
-    log-prior on the output is the Bayes correction for that shift of class
-    priors, and folding it into the softmax layer's bias keeps one model file
-    (Keras and TFLite agree, and ``evaluate`` scores what the stream runs)."""
-    unknown = set(log_bias) - set(labels)
-    if unknown:
-        raise ValueError(f"no class {sorted(unknown)[0]!r} in {list(labels)}")
-    shift = np.array([log_bias.get(n, 0.0) for n in labels], dtype=np.float32)
-    stack, found = [model], 0
-    while stack:
-        layer = stack.pop()
-        stack.extend(getattr(layer, "layers", []))
-        if layer.name == "probs":
-            kernel, bias = layer.get_weights()
-            layer.set_weights([kernel, bias + shift])
-            found += 1
-    if not found:
-        raise ValueError(f"{model.name} has no 'probs' output layer")
