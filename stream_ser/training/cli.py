@@ -79,24 +79,6 @@ def _check_windows(data: Path, checkpoint: Path, limit: int | None = None) -> np
     return x[:64]
 
 
-def shipped_meta(path: Path) -> dict:
-    """``labels.json`` of a models directory, or of the directory a model file
-    sits in (``models/emotion.keras``); ``{}`` for a training checkpoint."""
-    path = Path(path)
-    meta = path / "labels.json" if path.is_dir() else path.parent / "labels.json"
-    if not meta.is_file():
-        return {}
-    from ..cli import UserError
-
-    try:
-        data = json.loads(meta.read_text())
-    except ValueError:
-        raise UserError(f"{meta}: not valid JSON") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{meta}: not a labels file")
-    return data
-
-
 def load_keras(path: Path):
     import keras
 
@@ -180,7 +162,7 @@ def speech_distribution(model_path: Path, names: list[str], speech_dir: Path, ne
             models_dir = Path(tmp)
             (models_dir / "emotion.keras").symlink_to(model_path.resolve())
             (models_dir / "labels.json").write_text(json.dumps({"labels": names, "normalisation": normalise.spec_for(model_path),
-                                                                "log_prior": shipped_meta(model_path).get("log_prior", {})}))
+                                                                "log_prior": normalise.shipped_meta(model_path).get("log_prior", {})}))
         model = EmotionModel(models_dir, neutral_bias=neutral_bias)
         files = sorted(speech_dir.glob("*.flac"))
         per_file = {}
@@ -219,7 +201,7 @@ def evaluate_command(args) -> int:
 
     names = labels(args.keep_calm)
     try:
-        own = read_log_prior(shipped_meta(model_path), names, model_path).get("neutral", 0.0)
+        own = read_log_prior(normalise.shipped_meta(model_path), names, model_path).get("neutral", 0.0)
     except ModelError as e:
         raise UserError(str(e)) from None
     bias = own if args.neutral_bias is None else args.neutral_bias

@@ -113,23 +113,38 @@ def for_evaluation(x: np.ndarray, clip_of_window: np.ndarray, speaker_of_clip: l
     return _in_order(x, sessions, spec)
 
 
+def shipped_meta(path: Path) -> dict:
+    """``labels.json`` of a models directory, or of the directory a model file
+    sits in (``models/emotion.keras``); ``{}`` for a training checkpoint."""
+    path = Path(path)
+    meta = path / "labels.json" if path.is_dir() else path.parent / "labels.json"
+    if not meta.is_file():
+        return {}
+    from ..cli import UserError
+
+    try:
+        data = json.loads(meta.read_text())
+    except ValueError:
+        raise UserError(f"{meta}: not valid JSON") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{meta}: not a labels file")
+    return data
+
+
 _noted: set[str] = set()
 
 
 def spec_for(model_path: Path) -> dict:
-    """The normalisation of a models directory (``labels.json``), of a model file
-    in one (``models/emotion.keras``) or of a training checkpoint (``norm.json``
-    beside it); per window if none says."""
+    """The normalisation of a training checkpoint (``norm.json`` beside it), of
+    a models directory or of a model file in one (``labels.json``); per window
+    if none says."""
     model_path = Path(model_path)
-    if model_path.is_dir():
-        meta = model_path / "labels.json"
-    else:
-        meta = model_path.parent / "norm.json"
-        if not meta.is_file() and (model_path.parent / "labels.json").is_file():
-            meta = model_path.parent / "labels.json"
-    if meta.is_file():
-        data = json.loads(meta.read_text())
-        return data.get("normalisation", {"kind": "window"}) if meta.name == "labels.json" else data
+    norm = model_path.parent / "norm.json"
+    if not model_path.is_dir() and norm.is_file():
+        return json.loads(norm.read_text())
+    meta = shipped_meta(model_path)
+    if meta:
+        return meta.get("normalisation", {"kind": "window"})
     if not model_path.is_dir() and str(model_path) not in _noted:
         # a checkpoint moved away from its run directory would otherwise be
         # scored with the wrong normalisation without a word
