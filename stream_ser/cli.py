@@ -7,6 +7,7 @@ heavy stack (TensorFlow, faster-whisper, librosa) loads when a command runs.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -18,6 +19,17 @@ class UserError(Exception):
     """Bad input: one line on stderr, exit 2."""
 
 
+def finite(text: str) -> float:
+    """argparse type: a finite number (a NaN or infinite prior breaks every label)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def _add_session_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--jsonl", metavar="PATH", help="write every event as one JSON line, as it happens")
@@ -26,9 +38,9 @@ def _add_session_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--plain", action="store_true", help="one line per event instead of the dashboard (automatic when stdout is not a terminal)")
     g = p.add_argument_group("models")
     g.add_argument("--models", metavar="DIR", help="emotion model directory (default: the bundled models/)")
-    g.add_argument("--neutral-bias", type=float, default=None, metavar="B",
+    g.add_argument("--neutral-bias", type=finite, default=None, metavar="B",
                    help="log-prior of neutral, replacing the model's (bundled: 1.0; 0 = classes weighed equally; higher = fewer emotion labels)")
-    g.add_argument("--asr-model", metavar="PATH|NAME", help="faster-whisper model directory or name (default: bundled tiny.en)")
+    g.add_argument("--asr-model", metavar="PATH|NAME", help="faster-whisper model directory, or a name already in the local Hugging Face cache (default: tiny.en, bundled)")
     g.add_argument("--no-transcript", action="store_true", help="emotion only: do not run the transcript stage")
     g = p.add_argument_group("stream")
     g.add_argument("--vad-mode", type=int, choices=range(4), default=None, metavar="0-3", help="webrtcvad aggressiveness (default 2)")
@@ -81,21 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="ship trained checkpoints into models/", description="Ship one checkpoint, or several averaged into one model, with its TFLite fast path and labels.")
     s.add_argument("checkpoints", nargs="+", help=".keras checkpoints (e.g. runs/compact/best.keras)")
     s.add_argument("--out", default="models", metavar="DIR")
-    s.add_argument("--keep-calm", action="store_true")
-    s.add_argument("--neutral-bias", type=float, default=0.0, metavar="B",
-                   help="add B to the neutral logit: a prior for mostly-neutral speech, chosen on val (default 0)")
+    s.add_argument("--keep-calm", action="store_true", help="the checkpoints have 8 classes, calm apart from neutral")
+    s.add_argument("--neutral-bias", type=finite, default=0.0, metavar="B",
+                   help="record neutral log-prior B in labels.json, applied by the stream: a prior for mostly-neutral speech (default 0)")
     s.add_argument("--data", metavar="DIR")
 
     s = sub.add_parser("evaluate", help="score a model on unseen speakers", description="Score an emotion model on a speaker split, clip by clip.")
     s.add_argument("--split", choices=("val", "test"), default="test")
     s.add_argument("--condition", choices=("clean", "telephone", "noisy", "reverb", "mp3", "all"), default="clean")
     s.add_argument("--model", metavar="PATH", help="a models directory or a .keras checkpoint (default: the bundled models/)")
-    s.add_argument("--keep-calm", action="store_true")
-    s.add_argument("--neutral-bias", type=float, default=None, metavar="B",
+    s.add_argument("--keep-calm", action="store_true", help="score 8 classes, calm apart from neutral (a model trained with --keep-calm)")
+    s.add_argument("--neutral-bias", type=finite, default=None, metavar="B",
                    help="score the model with neutral log-prior B instead of its own (as `listen --neutral-bias`)")
     s.add_argument("--plot", metavar="PNG", help="save the confusion matrix as a PNG")
     s.add_argument("--speech", action="store_true", help="instead: the label distribution on ../shared/data/speech replayed through the stream")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--json", action="store_true", help="print the results as JSON (a list with --condition all)")
     s.add_argument("--data", metavar="DIR")
     return p
 
@@ -111,6 +123,8 @@ def _pipeline_options(args):
     if args.asr_model:
         o.transcribe.model = args.asr_model
     o.transcript = not args.no_transcript
+    if args.no_transcript and (args.srt or args.vtt):
+        raise UserError("--srt and --vtt write the transcript: drop --no-transcript")
     if args.vad_mode is not None:
         o.vad.mode = args.vad_mode
     if args.hop is not None:
@@ -177,7 +191,8 @@ def run_session(args) -> int:
     files = [w.path for w in writers]
     summary = SessionSummary(source_name=source.name, files=files)
     plain = args.plain or not sys.stdout.isatty()
-    view = PlainPrinter(sys.stdout, sys.stderr) if plain else Dashboard(source_name=source.name, sample_rate=source.sample_rate, on_quit=pipeline.stop)
+    view = PlainPrinter(sys.stdout, sys.stderr) if plain else Dashboard(source_name=source.name, sample_rate=source.sample_rate,
+                                                                       on_quit=pipeline.stop, transcript=options.transcript)
     error = None
     try:
         with view:

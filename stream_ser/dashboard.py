@@ -207,8 +207,10 @@ class Dashboard:
 
     def __init__(self, source_name: str = "", sample_rate: int = 0, on_quit: Callable[[], None] | None = None, *,
                  console=None, refresh_hz: float = 8.0, history: float = 60.0, whole_session: bool | None = None,
-                 min_confidence: float = 0.2, hold: float = 2.0, clock: Callable[[], float] = time.monotonic):
+                 min_confidence: float = 0.2, hold: float = 2.0, clock: Callable[[], float] = time.monotonic,
+                 transcript: bool = True):
         self.source_name, self.sample_rate, self.on_quit = source_name, sample_rate, on_quit
+        self.transcript = transcript  # False: the transcript stage is off (--no-transcript)
         self.console, self.refresh_hz = console, refresh_hz
         self.history, self.whole_session = history, whole_session
         self.min_confidence, self.hold, self.clock = min_confidence, hold, clock
@@ -412,7 +414,7 @@ class Dashboard:
         rate = st.sample_rate if st and st.sample_rate else self.sample_rate
         elapsed = int(s["now"] - self._started)
         lines = list(region("header", (name, rate, elapsed, int(s["audio"]), self._quitting),
-                            lambda: self._header(name, rate, elapsed, s["audio"]), width, 1))
+                            lambda: self._header(name, rate, elapsed, s["audio"], width), width, 1))
         if warnings:
             lines += region("warnings", warnings, lambda: Text(" ! " + "; ".join(warnings), style="bold bright_white on red3",
                                                                 no_wrap=True, overflow="ellipsis"), width, 1)
@@ -432,17 +434,19 @@ class Dashboard:
         wall = s["now"] - (s["first_event"] if s["first_event"] is not None else s["now"])
         return s["audio"] > 1.5 * wall + 5.0
 
-    def _header(self, name: str, rate: int, elapsed: float, audio: float):
-        from rich.table import Table
+    def _header(self, name: str, rate: int, elapsed: float, audio: float, width: int):
         from rich.text import Text
 
-        grid = Table.grid(expand=True)
-        grid.add_column(no_wrap=True, overflow="ellipsis")
-        grid.add_column(justify="right", no_wrap=True)
-        left = Text.assemble(("stream-ser", "bold"), ("  ·  ", "dim"), name, f" · {rate / 1000:g} kHz" if rate else "",
-                             ("  ·  ", "dim"), f"elapsed {_clock(elapsed)}", ("  ·  ", "dim"), f"audio {_clock(audio)}")
-        grid.add_row(left, Text("stopping…", style="bold gold3") if self._quitting else Text("q quit", style="dim"))
-        return grid
+        right = Text("stopping…", style="bold gold3") if self._quitting else Text("q quit", style="dim")
+        khz = f" · {rate / 1000:g} kHz" if rate else ""
+        clocks = Text.assemble(("  ·  ", "dim"), f"elapsed {_clock(elapsed)}", ("  ·  ", "dim"), f"audio {_clock(audio)}")
+        # a narrow terminal shortens the source's name first, then the clocks; the key hint stays whole
+        room = width - len(right) - 2 - len("stream-ser  ·  ") - len(khz) - len(clocks)
+        if len(name) > room:
+            name = name[: max(8, room - 1)] + "…"
+        left = Text.assemble(("stream-ser", "bold"), ("  ·  ", "dim"), name, khz, clocks)
+        left.truncate(max(1, width - len(right) - 2), overflow="ellipsis")
+        return Text.assemble(left, " " * max(1, width - len(left) - len(right)), right, no_wrap=True)
 
     def _now(self, s: dict, live: bool, big: bool):
         from rich.console import Group
@@ -643,7 +647,8 @@ class _Transcript:
         if partial is not None:
             rows += _rows(console, partial.start, Text("…" + " " * 10, style="dim"), Text(partial.text.strip(), style="dim italic"), width)
         if not rows:
-            rows = _rows(console, None, Text(" " * 11), Text("waiting for speech…", style="dim"), width)
+            idle = "waiting for speech…" if self.dash.transcript else "transcript off (--no-transcript)"
+            rows = _rows(console, None, Text(" " * 11), Text(idle, style="dim"), width)
         for line in rows[-height:]:  # scrolled to the end
             yield from line
             yield Segment.line()

@@ -74,7 +74,7 @@ def prior_weights(labels, neutral_shift: float) -> np.ndarray:
     """Per-class factors that move the neutral log-prior by ``neutral_shift``."""
     shift = np.zeros(len(labels))
     shift[list(labels).index("neutral")] = neutral_shift
-    return np.exp(shift)
+    return np.exp(shift - shift.max())  # only ratios matter; no overflow for a large shift
 
 
 def reweight(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -130,7 +130,9 @@ class EmotionModel:
                 self.form, self.path = name, path
                 break
             except Exception as e:
-                errors.append(f"{path.name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+                why = str(e).splitlines()[0] if str(e) else type(e).__name__
+                # Keras says "File not found" for any file that is not a .keras zip
+                errors.append(f"{path.name}: {'not a .keras model file' if why.startswith('File not found') else why}")
         if self.form is None:
             if errors:
                 raise ModelError(f"emotion model in {models_dir} is corrupt ({'; '.join(errors)})")
@@ -228,11 +230,14 @@ class EmotionWorker(threading.Thread):
         k = int(np.argmax(smooth))
         now = time.time()
         self.compute_seconds += time.perf_counter() - t0
-        self.audio_seconds = window.end / SAMPLE_RATE
-        captured = self.ring.capture_time(window.end - 1)
+        # at the end of a stream the last windows are zero-padded (as training
+        # clips are); the event spans and is timed by the audio that exists
+        last = max(window.start + 1, min(window.end, self.ring.written))
+        self.audio_seconds = last / SAMPLE_RATE
+        captured = self.ring.capture_time(last - 1)
         labels = self.model.labels
         return EmotionEvent(
-            type="emotion", start=round(window.start_s, 3), end=round(window.end_s, 3), emitted_at=now,
+            type="emotion", start=round(window.start_s, 3), end=round(last / SAMPLE_RATE, 3), emitted_at=now,
             latency_ms=round((now - captured) * 1000, 2), label=labels[k], confidence=round(float(smooth[k]), 4),
             probs={n: round(float(p), 4) for n, p in zip(labels, smooth)},
             window_probs={n: round(float(p), 4) for n, p in zip(labels, probs)}, utterance=window.utterance)

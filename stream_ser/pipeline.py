@@ -16,6 +16,7 @@ import math
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -97,6 +98,7 @@ class Pipeline:
         self.dropped_windows = 0
         self._level_sq, self._level_n, self._peak, self._clipped = 0.0, 0, 0.0, 0
         self._speech_sq, self._speech_n = 0.0, 0  # level of the blocks the VAD calls speech
+        self._speech_recent: deque = deque(maxlen=3)  # ... in the last three status intervals
         self._last_status = 0.0
         self._losses_seen = (0, 0)
         self._skipped_seen = 0.0
@@ -127,7 +129,10 @@ class Pipeline:
         if self._clipped:
             warnings.append(f"clipping ({self._clipped} samples)")
         # judged on speech only: room noise in a pause is quiet and that is fine
-        if self._speech_n and 10 * math.log10(self._speech_sq / self._speech_n + 1e-20) < -45:
+        # over the last few intervals' speech: the soft tail of a sentence alone is not a quiet microphone
+        self._speech_recent.append((self._speech_sq, self._speech_n))
+        speech_sq, speech_n = map(sum, zip(*self._speech_recent))
+        if speech_n >= SAMPLE_RATE // 2 and 10 * math.log10(speech_sq / speech_n + 1e-20) < -45:
             warnings.append("input very quiet")
         # warn while losses grow, not for the rest of the session after one
         if dropped > self._losses_seen[0] or self.dropped_windows > self._losses_seen[1]:

@@ -53,6 +53,19 @@ def _mono(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=1, dtype=np.float32) if x.ndim == 2 else x.astype(np.float32, copy=False)
 
 
+def _wav_missing_bytes(path: str) -> int:
+    """Bytes a RIFF/WAVE file's header declares beyond the file's end (0 if none,
+    or if the size field is a streaming writer's placeholder)."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return 0
+    declared = int.from_bytes(head[4:8], "little")
+    if declared in (0, 0xFFFFFFFF):
+        return 0
+    return max(0, declared + 8 - os.path.getsize(path))
+
+
 class FileSource(Source):
     """A recording in any format libsndfile reads (WAV, FLAC, OGG, MP3, ...), or
     anything else ffmpeg decodes (m4a, ...), at any rate and channel count.
@@ -86,9 +99,16 @@ class FileSource(Source):
             self.frames = self._file.frames
             if self.frames <= 0:
                 raise SourceError(f"{self.path}: no audio frames in the file")
+            if self._file.format == "MP3" and shutil.which("ffmpeg"):
+                # libsndfile's mpg123 reads MP3 in blocks with decoder chatter on
+                # stderr (over the dashboard); ffmpeg decodes it quietly
+                self._file.close()
+                self._file = None
+                self._probe_ffmpeg("")
         except sf.LibsndfileError as e:
             self._file = None
             self._probe_ffmpeg(str(e))
+        self._missing_bytes = _wav_missing_bytes(self.path) if self._file is not None and self._file.format == "WAV" else 0
 
     def _probe_ffmpeg(self, why: str) -> None:
         if shutil.which("ffmpeg") is None:
@@ -111,6 +131,9 @@ class FileSource(Source):
                 except Exception as e:  # truncated or corrupt data mid-file
                     raise SourceError(f"{self.path}: decoding failed mid-file ({e})") from None
                 if len(x) == 0:
+                    if self._missing_bytes:  # libsndfile reads a cut-off WAV without a word
+                        raise SourceError(f"{self.path}: file is truncated ({self._missing_bytes} bytes missing from "
+                                          f"its end); the audio before the cut was analysed")
                     return
                 yield _mono(x)
         else:

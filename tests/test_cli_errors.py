@@ -112,3 +112,47 @@ def test_jsonl_in_missing_directory(tmp_path, tone):
 def test_unknown_device():
     one_line_error(run_cli("listen", "-d", "no-such-device-xyz", "--plain"), "no-such-device-xyz")
     one_line_error(run_cli("listen", "-d", "999", "--plain"), "999")
+
+
+def test_truncated_wav_keeps_events_and_says_so(tmp_path):
+    from .conftest import SPEECH, need_shared, read_events
+
+    need_shared()
+    y, sr = sf.read(SPEECH / "jfk.flac", dtype="float32")
+    path = tmp_path / "cut.wav"
+    sf.write(path, y, sr, subtype="PCM_16")
+    path.write_bytes(path.read_bytes()[: 44 + 2 * 6 * sr])  # the header still declares 11 s; 6 s remain
+    jsonl = tmp_path / "e.jsonl"
+    line = one_line_error(run_cli("replay", path, "--speed", "0", "--plain", "--no-transcript", "--jsonl", jsonl), "truncated")
+    assert str(path) in line
+    emo = [e for e in read_events(jsonl) if e["type"] == "emotion"]
+    assert emo and max(e["end"] for e in emo) <= 6.0 + 1e-3
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_neutral_bias_must_be_finite(tone, value):
+    r = run_cli("replay", tone, "--plain", "--neutral-bias", value)
+    assert r.returncode == 2 and "finite" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def test_evaluate_keep_calm_needs_an_8_class_model(tmp_path):
+    d = _models_copy(tmp_path)
+    one_line_error(run_cli("evaluate", "--keep-calm", "--model", d), "8")
+
+
+def test_evaluate_plot_into_missing_directory(tmp_path):
+    d = _models_copy(tmp_path)
+    one_line_error(run_cli("evaluate", "--model", d, "--plot", tmp_path / "no" / "cm.png"), "--plot")
+
+
+def test_export_bad_checkpoints(tmp_path):
+    d = _models_copy(tmp_path)
+    text = tmp_path / "notes.keras"
+    text.write_text("not a model")
+    one_line_error(run_cli("export", text, "--out", tmp_path / "out"), "not a .keras model file")
+    # a checkpoint away from its run directory: its normalisation is unknown, so refuse
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(d / "emotion.keras", lone / "best.keras")
+    one_line_error(run_cli("export", lone / "best.keras", "--out", tmp_path / "out"), "norm.json")
+    assert not (tmp_path / "out" / "labels.json").exists()

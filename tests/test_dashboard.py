@@ -142,6 +142,21 @@ def test_listening_before_any_event():
     assert "silent" in text
 
 
+@pytest.mark.parametrize("width", [80, 60, 50])
+def test_header_keeps_the_key_hint_and_shortens_a_long_name(width):
+    dash = Dashboard("librispeech_1089-134686-0000.flac", 16000, clock=Clock(), whole_session=False)
+    first = render(dash, width=width)[0]
+    assert len(first) <= width and first.rstrip().endswith("q quit"), first
+    assert "stream-ser" in first and "librispe" in first
+    if width >= 80:  # the name gives way before the clocks do
+        assert "elapsed 0:00" in first and "audio 0:00" in first, first
+
+
+def test_transcript_off_is_said_not_awaited():
+    text = "\n".join(render(Dashboard("mic", 16000, transcript=False)))
+    assert "transcript off" in text and "waiting for speech" not in text
+
+
 def test_partial_is_replaced_and_survives_a_late_final():
     dash = Dashboard()
     dash.update(transcript(0.0, 1.0, "hello wor", final=False))

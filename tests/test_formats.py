@@ -43,7 +43,8 @@ def test_variant_matches_16k_mono(tmp_path, reference, emotion_model, rate, chan
     assert len(got) == len(ref) > 0
     for a, b in zip(got, ref):
         assert abs(a["start"] - b["start"]) <= 1.0  # within one hop
-        assert a["end"] - a["start"] == pytest.approx(2.5)
+        # 2.5 s, or ending with the recording (the padded last windows)
+        assert a["end"] - a["start"] == pytest.approx(2.5) or a["end"] == pytest.approx(len(audio) / SR, abs=0.1), a
 
 
 @pytest.mark.parametrize("rate", [44100, 48000])

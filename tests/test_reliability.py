@@ -32,7 +32,8 @@ def test_short_speech(tmp_path, jfk, emotion_model, whisper_model, seconds):
     events = run_pipeline(path, emotion_model, whisper_model)
     emo = [e for e in events if e["type"] == "emotion"]
     assert len(emo) >= 1  # one zero-padded window, not a crash
-    assert all(e["end"] - e["start"] == pytest.approx(2.5) for e in emo)
+    # the window is 2.5 s for the model (zero-padded); the event spans the audio there is
+    assert all(e["end"] == pytest.approx(min(e["start"] + 2.5, seconds), abs=1e-3) for e in emo), emo
     assert events[-1]["type"] == "status"
 
 

@@ -40,6 +40,19 @@ def test_clip_prediction_averages_its_windows():
     assert clip_predictions(probs, np.array([0, 0, 1]), 3).tolist() == [1, 0, -1]
 
 
+@pytest.mark.parametrize("bias", [1.0, 50.0, 1e6, -1e6])
+def test_neutral_prior_reweights_without_overflow(bias):
+    from stream_ser.emotion import prior_weights, reweight
+
+    labels = ("angry", "neutral", "sad")
+    probs = np.array([0.5, 0.2, 0.3])
+    out = reweight(probs, prior_weights(labels, bias))
+    # neutral's odds against each other class grow by e^bias (saturating at 1 or 0)
+    expected = probs * np.exp(np.array([0.0, bias, 0.0]) - max(bias, 0.0))
+    assert np.all(np.isfinite(out)) and out.sum() == pytest.approx(1.0)
+    assert out == pytest.approx(expected / expected.sum(), abs=1e-12)
+
+
 @pytest.fixture(scope="module")
 def tiny_slice():
     """Raw features of three training clips per emotion, their labels and speakers."""

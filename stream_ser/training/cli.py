@@ -61,11 +61,26 @@ def export_command(args) -> int:
     from .export import export
 
     _quiet_tensorflow()
+    names = list(labels(args.keep_calm))
     for c in args.checkpoints:
-        if not Path(c).is_file():
-            raise UserError(f"no checkpoint at {c}")
+        model = load_keras(Path(c))  # one line for a missing or unreadable checkpoint
+        if model.output_shape[-1] != len(names):
+            raise UserError(f"{c} has {model.output_shape[-1]} classes, not {len(names)}"
+                            f"{'' if args.keep_calm else ' (use --keep-calm for an 8-class model)'}")
+        if not (Path(c).parent / "norm.json").is_file() and not normalise.shipped_meta(Path(c)):
+            # shipping it would silently change how its inputs are normalised
+            raise UserError(f"no norm.json beside {c}: its normalisation is unknown (keep the checkpoint in its run directory)")
+    try:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out: cannot create {args.out}: {e.strerror or e}") from None
     check = _check_windows(_data_dir(args), Path(args.checkpoints[0]))
-    meta = export([Path(c) for c in args.checkpoints], Path(args.out), list(labels(args.keep_calm)), check, args.neutral_bias)
+    try:
+        meta = export([Path(c) for c in args.checkpoints], Path(args.out), names, check, args.neutral_bias)
+    except (ValueError, RuntimeError) as e:
+        raise UserError(f"export: {e}") from None
+    except OSError as e:
+        raise UserError(f"--out: cannot write {args.out}: {e.strerror or e}") from None
     print(f"shipped to {args.out}: {meta['arch']} ({meta['params']:,} parameters), TFLite {meta['tflite']} "
           f"(max diff vs Keras {meta['tflite_max_abs_diff']:.1e})")
     return 0
@@ -92,7 +107,9 @@ def load_keras(path: Path):
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:
-        raise UserError(f"{path}: cannot load model ({str(e).splitlines()[0]})") from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        # Keras says "File not found" for any file that is not a .keras zip
+        raise UserError(f"{path}: cannot load model ({'not a .keras model file' if why.startswith('File not found') else why})") from None
 
 
 def evaluate(model, spec: dict, split: str, condition: str, keep_calm: bool, data: Path = DEFAULT_DATA, seed: int = 1,
@@ -200,6 +217,12 @@ def evaluate_command(args) -> int:
     from ..emotion import ModelError, read_log_prior
 
     names = labels(args.keep_calm)
+    if model.output_shape[-1] != len(names):
+        raise UserError(f"{model_path} has {model.output_shape[-1]} classes, not the {len(names)} of "
+                        f"{'--keep-calm' if args.keep_calm else 'the 7-class labels'}"
+                        f"{' (a model trained with --keep-calm has 8)' if args.keep_calm else ''}")
+    if args.plot and not Path(args.plot).resolve().parent.is_dir():
+        raise UserError(f"--plot: no such directory: {Path(args.plot).parent}")
     try:
         own = read_log_prior(normalise.shipped_meta(model_path), names, model_path).get("neutral", 0.0)
     except ModelError as e:
@@ -228,7 +251,10 @@ def evaluate_command(args) -> int:
         r["seconds"], r["neutral_bias"] = round(time.perf_counter() - t0, 1), bias
         results.append(r)
         if args.plot and len(conditions) == 1:
-            plot_confusion(r, args.plot)
+            try:
+                plot_confusion(r, args.plot)
+            except OSError as e:
+                raise UserError(f"--plot: cannot write {args.plot}: {e.strerror or e}") from None
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else results))
         return 0

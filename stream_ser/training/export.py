@@ -3,6 +3,8 @@ labels and the normalisation it expects, into a models directory."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import time
 from pathlib import Path
@@ -19,10 +21,12 @@ TOLERANCE = 1e-3
 def to_tflite(model, quantize: bool) -> bytes:
     import tensorflow as tf
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if quantize:
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range int8 weights
-    return conv.convert()
+    # the converter prints the traced signature (dozens of TensorSpec lines) on stdout
+    with contextlib.redirect_stdout(io.StringIO()):
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        if quantize:
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range int8 weights
+        return conv.convert()
 
 
 def tflite_predict(blob: bytes, x: np.ndarray) -> np.ndarray:
