@@ -435,18 +435,20 @@ class Dashboard:
         return s["audio"] > 1.5 * wall + 5.0
 
     def _header(self, name: str, rate: int, elapsed: float, audio: float, width: int):
+        from rich.cells import cell_len, set_cell_size
         from rich.text import Text
 
         right = Text("stopping…", style="bold gold3") if self._quitting else Text("q quit", style="dim")
         khz = f" · {rate / 1000:g} kHz" if rate else ""
         clocks = Text.assemble(("  ·  ", "dim"), f"elapsed {_clock(elapsed)}", ("  ·  ", "dim"), f"audio {_clock(audio)}")
         # a narrow terminal shortens the source's name first, then the clocks; the key hint stays whole
-        room = width - len(right) - 2 - len("stream-ser  ·  ") - len(khz) - len(clocks)
-        if len(name) > room:
-            name = name[: max(8, room - 1)] + "…"
+        # (widths in terminal cells: a CJK file name takes two a character)
+        room = width - right.cell_len - 2 - cell_len("stream-ser  ·  ") - cell_len(khz) - clocks.cell_len
+        if cell_len(name) > room:
+            name = set_cell_size(name, max(8, room - 1)).rstrip() + "…"
         left = Text.assemble(("stream-ser", "bold"), ("  ·  ", "dim"), name, khz, clocks)
-        left.truncate(max(1, width - len(right) - 2), overflow="ellipsis")
-        return Text.assemble(left, " " * max(1, width - len(left) - len(right)), right, no_wrap=True)
+        left.truncate(max(1, width - right.cell_len - 2), overflow="ellipsis")
+        return Text.assemble(left, " " * max(1, width - left.cell_len - right.cell_len), right, no_wrap=True)
 
     def _now(self, s: dict, live: bool, big: bool):
         from rich.console import Group

@@ -82,7 +82,9 @@ def reweight(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
     (last axis).  The stream (:class:`EmotionModel`) and ``stream-ser evaluate``
     both apply a model's neutral prior through here."""
     out = probs * weights
-    return out / out.sum(axis=-1, keepdims=True)
+    total = out.sum(axis=-1, keepdims=True)
+    # a prior that only favours classes the model gives exactly 0 cannot decide: keep the model's
+    return np.where(total > 0, out / np.where(total > 0, total, 1.0), probs)
 
 
 class EmotionModel:

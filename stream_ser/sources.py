@@ -2,7 +2,8 @@
 
 A source yields ``(block, captured_at)``: 16 kHz mono float32 samples and the
 wall time they were captured.  Both resample from their own rate with soxr's
-streaming resampler, so the stream clock is 16 kHz whatever the device or file.
+streaming resampler, so the stream clock is 16 kHz whatever the device or file
+(formats only ffmpeg reads, such as m4a, come from ffmpeg at 16 kHz mono).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import queue
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from typing import Iterator
@@ -54,21 +56,29 @@ def _mono(x: np.ndarray) -> np.ndarray:
 
 
 def _wav_missing_bytes(path: str) -> int:
-    """Bytes a RIFF/WAVE file's header declares beyond the file's end (0 if none,
-    or if the size field is a streaming writer's placeholder)."""
+    """Bytes of a RIFF/WAVE file's ``data`` chunk that its header declares but
+    the file does not hold (0 if complete, or if the size is a streaming
+    writer's placeholder).  libsndfile reads such a cut-off file without a word."""
+    size = os.path.getsize(path)
     with open(path, "rb") as f:
-        head = f.read(12)
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return 0
-    declared = int.from_bytes(head[4:8], "little")
-    if declared in (0, 0xFFFFFFFF):
-        return 0
-    return max(0, declared + 8 - os.path.getsize(path))
+        if f.read(4) != b"RIFF" or len(f.read(4)) < 4 or f.read(4) != b"WAVE":
+            return 0
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return 0
+            chunk, length = head[:4], int.from_bytes(head[4:], "little")
+            if chunk == b"data":
+                if length in (0, 0xFFFFFFFF):
+                    return 0
+                return max(0, length - (size - f.tell()))
+            f.seek(length + (length & 1), os.SEEK_CUR)  # chunks are padded to even length
 
 
 class FileSource(Source):
-    """A recording in any format libsndfile reads (WAV, FLAC, OGG, MP3, ...), or
-    anything else ffmpeg decodes (m4a, ...), at any rate and channel count.
+    """A recording in any format libsndfile reads (WAV, FLAC, OGG, ...; MP3 is
+    decoded by ffmpeg where installed), or anything else ffmpeg decodes (m4a,
+    ...), at any rate and channel count.
 
     ``speed`` 1 paces blocks by the wall clock like a microphone (the same code
     path as ``listen``); 2 is twice as fast; 0 runs as fast as the consumers allow.
@@ -99,16 +109,18 @@ class FileSource(Source):
             self.frames = self._file.frames
             if self.frames <= 0:
                 raise SourceError(f"{self.path}: no audio frames in the file")
+            self._native = False  # ffmpeg resamples and mixes down (formats libsndfile cannot read)
             if self._file.format == "MP3" and shutil.which("ffmpeg"):
-                # libsndfile's mpg123 reads MP3 in blocks with decoder chatter on
-                # stderr (over the dashboard); ffmpeg decodes it quietly
+                # libsndfile's mpg123 prints decoder chatter on stderr (over the
+                # dashboard) when MP3 is read in blocks; ffmpeg decodes it quietly,
+                # at the file's own rate and channels so the rest is as for any file
                 self._file.close()
-                self._file = None
-                self._probe_ffmpeg("")
+                self._file, self._native = None, True
         except sf.LibsndfileError as e:
             self._file = None
             self._probe_ffmpeg(str(e))
-        self._missing_bytes = _wav_missing_bytes(self.path) if self._file is not None and self._file.format == "WAV" else 0
+        wav = self._file is not None and self._file.format in ("WAV", "WAVEX")
+        self._missing_bytes = _wav_missing_bytes(self.path) if wav else 0
 
     def _probe_ffmpeg(self, why: str) -> None:
         if shutil.which("ffmpeg") is None:
@@ -118,6 +130,7 @@ class FileSource(Source):
         if probe.returncode != 0 or not probe.stdout:
             raise SourceError(f"{self.path}: cannot decode audio (not a supported audio format or corrupt)")
         self.sample_rate, self.channels, self.frames = SAMPLE_RATE, 1, -1
+        self._native = False
 
     @property
     def duration(self) -> float | None:
@@ -137,13 +150,20 @@ class FileSource(Source):
                     return
                 yield _mono(x)
         else:
-            self._ffmpeg = subprocess.Popen(["ffmpeg", "-v", "error", "-i", self.path, "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "-"],
-                                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            layout = [] if self._native else ["-ac", "1", "-ar", str(SAMPLE_RATE)]
+            errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty decoder cannot stall on it
+            self._ffmpeg = subprocess.Popen(["ffmpeg", "-v", "error", "-i", self.path, "-f", "f32le", *layout, "-"],
+                                            stdout=subprocess.PIPE, stderr=errors)
+            frame = 4 * self.channels
             while True:
-                data = self._ffmpeg.stdout.read(n * 4)
+                data = self._ffmpeg.stdout.read(n * frame)
                 if not data:
-                    return
-                yield np.frombuffer(data[: len(data) // 4 * 4], dtype="<f4").copy()
+                    break
+                yield _mono(np.frombuffer(data[: len(data) // frame * frame], dtype="<f4").reshape(-1, self.channels))
+            if self._ffmpeg.wait() != 0:
+                errors.seek(0)
+                why = errors.read().decode(errors="replace").strip().splitlines()
+                raise SourceError(f"{self.path}: decoding failed mid-file ({why[-1] if why else 'ffmpeg failed'})")
 
     def blocks(self) -> Iterator[tuple[np.ndarray, float]]:
         resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32") if self.sample_rate != SAMPLE_RATE else None

@@ -99,8 +99,13 @@ def load_whisper(options: TranscribeOptions):
         return make(device)
     except Exception as e:
         if device == "cuda":
-            log.warning("CUDA unavailable for the ASR model (%s); using the CPU", str(e).splitlines()[0])
-            return make("cpu")
+            try:
+                model = make("cpu")
+            except Exception:
+                pass  # not a CUDA problem: the model itself does not load
+            else:
+                log.warning("CUDA unavailable for the ASR model (%s); using the CPU", str(e).splitlines()[0])
+                return model
         if not os.path.exists(path):  # a model name that is not in the local cache
             raise ModelError(f"ASR model {path!r} is not available offline (nothing is downloaded at run time): "
                              f"pass a faster-whisper model directory, or {BUNDLED_NAME} for the bundled one") from None

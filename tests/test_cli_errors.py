@@ -114,14 +114,16 @@ def test_unknown_device():
     one_line_error(run_cli("listen", "-d", "999", "--plain"), "999")
 
 
-def test_truncated_wav_keeps_events_and_says_so(tmp_path):
+@pytest.mark.parametrize("fmt,subtype,width", [("WAV", "PCM_16", 2), ("WAVEX", "PCM_24", 3)])
+def test_truncated_wav_keeps_events_and_says_so(tmp_path, fmt, subtype, width):
     from .conftest import SPEECH, need_shared, read_events
 
     need_shared()
     y, sr = sf.read(SPEECH / "jfk.flac", dtype="float32")
     path = tmp_path / "cut.wav"
-    sf.write(path, y, sr, subtype="PCM_16")
-    path.write_bytes(path.read_bytes()[: 44 + 2 * 6 * sr])  # the header still declares 11 s; 6 s remain
+    sf.write(path, y, sr, format=fmt, subtype=subtype)
+    header = len(path.read_bytes()) - width * len(y)
+    path.write_bytes(path.read_bytes()[: header + width * 6 * sr])  # the header still declares 11 s; 6 s remain
     jsonl = tmp_path / "e.jsonl"
     line = one_line_error(run_cli("replay", path, "--speed", "0", "--plain", "--no-transcript", "--jsonl", jsonl), "truncated")
     assert str(path) in line
@@ -137,7 +139,7 @@ def test_neutral_bias_must_be_finite(tone, value):
 
 def test_evaluate_keep_calm_needs_an_8_class_model(tmp_path):
     d = _models_copy(tmp_path)
-    one_line_error(run_cli("evaluate", "--keep-calm", "--model", d), "8")
+    one_line_error(run_cli("evaluate", "--keep-calm", "--model", d), "has 7 classes, not 8", "--keep-calm")
 
 
 def test_evaluate_plot_into_missing_directory(tmp_path):
@@ -156,3 +158,33 @@ def test_export_bad_checkpoints(tmp_path):
     shutil.copy(d / "emotion.keras", lone / "best.keras")
     one_line_error(run_cli("export", lone / "best.keras", "--out", tmp_path / "out"), "norm.json")
     assert not (tmp_path / "out" / "labels.json").exists()
+
+
+def test_complete_wav_with_trailing_chunk_is_not_truncated(tmp_path):
+    from stream_ser.sources import _wav_missing_bytes
+
+    path = tmp_path / "odd.wav"
+    sf.write(path, np.zeros(1001, np.float32), 16000, subtype="PCM_U8")  # odd data length: one pad byte
+    data = bytearray(path.read_bytes())
+    data += b"LIST" + (4).to_bytes(4, "little") + b"INFO"
+    data[4:8] = (len(data) - 8).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    assert _wav_missing_bytes(path) == 0
+    path.write_bytes(bytes(data[:-6]))  # the trailing chunk cut, the audio whole
+    assert _wav_missing_bytes(path) == 0
+    path.write_bytes(bytes(data[:100]))
+    assert _wav_missing_bytes(path) == 1001 - (100 - 44)
+
+
+def test_transcript_files_need_the_transcript(tone, tmp_path):
+    one_line_error(run_cli("replay", tone, "--plain", "--no-transcript", "--srt", tmp_path / "t.srt"), "--no-transcript")
+    assert not (tmp_path / "t.srt").exists()
+
+
+def test_asr_model_names_offline():
+    from stream_ser.emotion import ModelError
+    from stream_ser.transcribe import TranscribeOptions, load_whisper
+
+    assert load_whisper(TranscribeOptions(model="tiny.en")) is not None  # the bundled model, by its name
+    with pytest.raises(ModelError, match="not available offline"):
+        load_whisper(TranscribeOptions(model="no-such-whisper-model"))

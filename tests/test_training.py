@@ -51,6 +51,9 @@ def test_neutral_prior_reweights_without_overflow(bias):
     expected = probs * np.exp(np.array([0.0, bias, 0.0]) - max(bias, 0.0))
     assert np.all(np.isfinite(out)) and out.sum() == pytest.approx(1.0)
     assert out == pytest.approx(expected / expected.sum(), abs=1e-12)
+    # a float32 softmax can give neutral exactly 0: a huge prior then has nothing to scale
+    zero = reweight(np.array([0.7, 0.0, 0.3]), prior_weights(labels, bias))
+    assert np.all(np.isfinite(zero)) and zero.sum() == pytest.approx(1.0)
 
 
 @pytest.fixture(scope="module")

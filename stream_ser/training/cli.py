@@ -70,11 +70,11 @@ def export_command(args) -> int:
         if not (Path(c).parent / "norm.json").is_file() and not normalise.shipped_meta(Path(c)):
             # shipping it would silently change how its inputs are normalised
             raise UserError(f"no norm.json beside {c}: its normalisation is unknown (keep the checkpoint in its run directory)")
+    check = _check_windows(_data_dir(args), Path(args.checkpoints[0]))
     try:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"--out: cannot create {args.out}: {e.strerror or e}") from None
-    check = _check_windows(_data_dir(args), Path(args.checkpoints[0]))
     try:
         meta = export([Path(c) for c in args.checkpoints], Path(args.out), names, check, args.neutral_bias)
     except (ValueError, RuntimeError) as e:
@@ -218,9 +218,8 @@ def evaluate_command(args) -> int:
 
     names = labels(args.keep_calm)
     if model.output_shape[-1] != len(names):
-        raise UserError(f"{model_path} has {model.output_shape[-1]} classes, not the {len(names)} of "
-                        f"{'--keep-calm' if args.keep_calm else 'the 7-class labels'}"
-                        f"{' (a model trained with --keep-calm has 8)' if args.keep_calm else ''}")
+        raise UserError(f"{model_path} has {model.output_shape[-1]} classes, not {len(names)}"
+                        f"{' (--keep-calm needs a model trained with it)' if args.keep_calm else ' (use --keep-calm for an 8-class model)'}")
     if args.plot and not Path(args.plot).resolve().parent.is_dir():
         raise UserError(f"--plot: no such directory: {Path(args.plot).parent}")
     try:
