@@ -34,10 +34,12 @@ def tflite_predict(blob: bytes, x: np.ndarray) -> np.ndarray:
 
     import tensorflow as tf
 
-    with warnings.catch_warnings():
+    from ..emotion import quiet_stderr
+
+    with warnings.catch_warnings(), quiet_stderr():  # the XNNPACK notice, as in the stream
         warnings.simplefilter("ignore")
         interp = tf.lite.Interpreter(model_content=blob, num_threads=1)
-    interp.allocate_tensors()
+        interp.allocate_tensors()
     i, o = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
     out = []
     for row in x:
