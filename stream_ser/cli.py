@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", metavar="DIR", help="checkpoint directory (default runs/<arch>)")
     s.add_argument("--export", metavar="DIR", help="when done, ship the best checkpoint into DIR (e.g. models)")
     s.add_argument("--data", metavar="DIR", help="dataset directory with manifest.csv (default ../shared/data/ser)")
-    s.add_argument("--variants", metavar="LIST", help="comma-separated training augmentations (default: clean,noise,noise_b,telephone,reverb,pitch,mp3,chained,gain,chain)")
+    s.add_argument("--variants", metavar="LIST", help="comma-separated training augmentations (default: clean,noise,noise_b,telephone,reverb,pitch,mp3,chained,gain,chain; also stretch, opus)")
     s.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
     s.add_argument("--norm", choices=("session", "window"), default="session",
                    help="feature normalisation: running per session/speaker (default) or per window")

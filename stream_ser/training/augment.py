@@ -71,18 +71,37 @@ def gain(audio, rng, db=None):
     return np.clip(audio * 10 ** (db / 20), -1, 1).astype(np.float32)
 
 
+def time_stretch(audio, rng, rate=None):
+    """Faster or slower speech at the same pitch (rate 0.85-1.15), anchored at
+    the clip's start so the speech onset moves by at most ~0.15 s."""
+    import librosa
+
+    rate = rng.uniform(0.85, 1.15) if rate is None else rate
+    return _fit(librosa.effects.time_stretch(audio, rate=rate), len(audio))
+
+
+def opus(audio, rng=None, kbps=None):
+    """Round trip through ffmpeg's libopus at a low bitrate (VoIP-like, 8-24 kbit/s)."""
+    kbps = int(rng.choice([8, 12, 16, 24])) if kbps is None else kbps
+    return _codec(audio, ["-c:a", "libopus", "-b:a", f"{kbps}k", "-f", "ogg"])
+
+
 def mp3(audio, rng=None, kbps=32):
     """Round trip through ffmpeg's MP3 encoder at ``kbps``."""
+    return _codec(audio, ["-b:a", f"{kbps}k", "-f", "mp3"])
+
+
+def _codec(audio, encode_args):
+    """Encode with ffmpeg, decode back to 16 kHz, realign (encoders delay the signal)."""
     pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
     enc = subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "s16le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-i", "-",
-         "-b:a", f"{kbps}k", "-f", "mp3", "-"],
+        ["ffmpeg", "-v", "error", "-f", "s16le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-i", "-", *encode_args, "-"],
         input=pcm, capture_output=True, check=True).stdout
     dec = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", "-", "-f", "s16le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-"],
         input=enc, capture_output=True, check=True).stdout
     y = np.frombuffer(dec, dtype="<i2").astype(np.float32) / 32768
-    # the MP3 encoder delays the signal; realign by cross-correlation
+    # realign by cross-correlation
     lag = int(np.argmax(scipy.signal.correlate(y[: len(audio) + 4000], audio, mode="valid")[:4000]))
     return _fit(y[lag:], len(audio))
 
@@ -113,4 +132,8 @@ def apply(name: str, audio: np.ndarray, rng: np.random.Generator, babble=None) -
         return pitch_shift(audio, rng)
     if name == "mp3":
         return mp3(audio)
+    if name == "stretch":
+        return time_stretch(audio, rng)
+    if name == "opus":
+        return opus(audio, rng)
     raise ValueError(f"unknown augmentation {name!r}")
