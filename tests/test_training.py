@@ -174,3 +174,19 @@ def test_exported_prior_scales_neutral_and_neutral_bias_replaces_it(tmp_path):
         for row, p in zip(x, own):
             np.testing.assert_allclose(shipped.predict(row), p * w / (p * w).sum(), atol=1e-5)
             np.testing.assert_allclose(balanced.predict(row), p, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["noise", "telephone", "reverb", "pitch", "gain", "mp3", "stretch", "opus", "chain", "noisy"])
+def test_augmentation_keeps_length_and_changes_the_audio(variant):
+    """Window positions found on the clean clip stay valid for every copy."""
+    from stream_ser.training.augment import apply
+
+    from .conftest import SPEECH, need
+
+    need("ffmpeg")
+    need_shared()
+    audio, _ = sf.read(SPEECH / "jfk.flac", dtype="float32")
+    audio = audio[: 3 * 16000]
+    out = apply(variant, audio, np.random.default_rng(0))
+    assert out.dtype == np.float32 and out.shape == audio.shape
+    assert np.all(np.isfinite(out)) and np.abs(out - audio).max() > 1e-3
