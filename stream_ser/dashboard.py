@@ -442,7 +442,7 @@ class Dashboard:
         khz = f" · {rate / 1000:g} kHz" if rate else ""
         clocks = Text.assemble(("  ·  ", "dim"), f"elapsed {_clock(elapsed)}", ("  ·  ", "dim"), f"audio {_clock(audio)}")
         # a narrow terminal shortens the source's name first, then the clocks; the key hint stays whole
-        # (widths in terminal cells: a CJK file name takes two a character)
+        # (widths in terminal cells: a CJK character takes two)
         room = width - right.cell_len - 2 - cell_len("stream-ser  ·  ") - cell_len(khz) - clocks.cell_len
         if cell_len(name) > room:
             name = set_cell_size(name, max(8, room - 1)).rstrip() + "…"
