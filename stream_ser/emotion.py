@@ -58,6 +58,13 @@ def _quiet_tensorflow() -> None:
             import tensorflow  # noqa: F401
 
 
+def load_error(e: BaseException) -> str:
+    """One line for a model file that does not load."""
+    why = str(e).splitlines()[0] if str(e) else type(e).__name__
+    # Keras says "File not found" for any file that is not a .keras zip
+    return "not a .keras model file" if why.startswith("File not found") else why
+
+
 def read_log_prior(meta: dict, labels, where) -> dict[str, float]:
     """``labels.json``'s ``"log_prior"`` ({label: number}, may be absent)."""
     raw = meta.get("log_prior") or {}
@@ -132,9 +139,7 @@ class EmotionModel:
                 self.form, self.path = name, path
                 break
             except Exception as e:
-                why = str(e).splitlines()[0] if str(e) else type(e).__name__
-                # Keras says "File not found" for any file that is not a .keras zip
-                errors.append(f"{path.name}: {'not a .keras model file' if why.startswith('File not found') else why}")
+                errors.append(f"{path.name}: {load_error(e)}")
         if self.form is None:
             if errors:
                 raise ModelError(f"emotion model in {models_dir} is corrupt ({'; '.join(errors)})")

@@ -151,19 +151,20 @@ class FileSource(Source):
                 yield _mono(x)
         else:
             layout = [] if self._native else ["-ac", "1", "-ar", str(SAMPLE_RATE)]
-            errors = tempfile.TemporaryFile()  # a file, not a pipe: a chatty decoder cannot stall on it
-            self._ffmpeg = subprocess.Popen(["ffmpeg", "-v", "error", "-i", self.path, "-f", "f32le", *layout, "-"],
-                                            stdout=subprocess.PIPE, stderr=errors)
-            frame = 4 * self.channels
-            while True:
-                data = self._ffmpeg.stdout.read(n * frame)
-                if not data:
-                    break
-                yield _mono(np.frombuffer(data[: len(data) // frame * frame], dtype="<f4").reshape(-1, self.channels))
-            if self._ffmpeg.wait() != 0:
-                errors.seek(0)
-                why = errors.read().decode(errors="replace").strip().splitlines()
-                raise SourceError(f"{self.path}: decoding failed mid-file ({why[-1] if why else 'ffmpeg failed'})")
+            # ffmpeg's messages go to a file, not a pipe: a chatty decoder cannot stall on it
+            with tempfile.TemporaryFile() as log:
+                self._ffmpeg = subprocess.Popen(["ffmpeg", "-v", "error", "-i", self.path, "-f", "f32le", *layout, "-"],
+                                                stdout=subprocess.PIPE, stderr=log)
+                frame = 4 * self.channels
+                while True:
+                    data = self._ffmpeg.stdout.read(n * frame)
+                    if not data:
+                        break
+                    yield _mono(np.frombuffer(data[: len(data) // frame * frame], dtype="<f4").reshape(-1, self.channels))
+                if self._ffmpeg.wait() != 0:
+                    log.seek(0)
+                    why = log.read().decode(errors="replace").strip().splitlines()
+                    raise SourceError(f"{self.path}: decoding failed mid-file ({why[-1] if why else 'ffmpeg failed'})")
 
     def blocks(self) -> Iterator[tuple[np.ndarray, float]]:
         resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32") if self.sample_rate != SAMPLE_RATE else None

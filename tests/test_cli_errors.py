@@ -185,6 +185,12 @@ def test_asr_model_names_offline():
     from stream_ser.emotion import ModelError
     from stream_ser.transcribe import TranscribeOptions, load_whisper
 
-    assert load_whisper(TranscribeOptions(model="tiny.en")) is not None  # the bundled model, by its name
+    from .conftest import SPEECH, need_shared
+
+    need_shared()
+    model = load_whisper(TranscribeOptions(model="tiny.en"))  # the bundled model, by its name, offline
+    audio, _ = sf.read(SPEECH / "jfk.flac", dtype="float32")
+    segments, _ = model.transcribe(audio[: 3 * 16000], beam_size=1, language="en")
+    assert "americans" in " ".join(s.text for s in segments).lower()
     with pytest.raises(ModelError, match="not available offline"):
         load_whisper(TranscribeOptions(model="no-such-whisper-model"))

@@ -107,9 +107,9 @@ def load_keras(path: Path):
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        # Keras says "File not found" for any file that is not a .keras zip
-        raise UserError(f"{path}: cannot load model ({'not a .keras model file' if why.startswith('File not found') else why})") from None
+        from ..emotion import load_error
+
+        raise UserError(f"{path}: cannot load model ({load_error(e)})") from None
 
 
 def evaluate(model, spec: dict, split: str, condition: str, keep_calm: bool, data: Path = DEFAULT_DATA, seed: int = 1,

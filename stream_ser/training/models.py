@@ -45,4 +45,3 @@ def build(arch: str, n_classes: int = 7):
         raise ValueError(f"unknown architecture {arch!r}; choose from {ARCHS}")
     out = L.Dense(n_classes, activation="softmax", name="probs")(x)
     return keras.Model(inp, out, name=f"ser_{arch}")
-
