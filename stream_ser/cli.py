@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where in its session a training window falls: often early (log, default) or anywhere (uniform)")
     s.add_argument("--average", type=float, default=0.0, metavar="D",
                    help="validate an exponential moving average of the weights over epochs, decay D (e.g. 0.8; default off)")
+    s.add_argument("--with-val", action="store_true",
+                   help="train on the val actors too, for exactly --epochs epochs (a recipe already chosen on val); best.keras is the last epoch")
     s.add_argument("--limit", type=int, help="use only the first N clips of each split (smoke tests)")
     s.add_argument("--seed", type=int, default=0)
 

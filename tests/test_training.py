@@ -191,3 +191,60 @@ def test_augmentation_keeps_length_and_changes_the_audio(variant):
     out = apply(variant, audio, np.random.default_rng(0))
     assert out.dtype == np.float32 and out.shape == audio.shape
     assert np.all(np.isfinite(out)) and np.abs(out - audio).max() > 1e-3
+
+
+def test_train_with_val_trains_on_17_actors_and_evaluate_refuses_val(tmp_path):
+    """`train --with-val` (the final fit of a recipe chosen on val) trains on
+    the train and val actors for exactly --epochs epochs, keeps the last epoch,
+    and its model, checkpoint or shipped, cannot be scored on val."""
+    need_shared()
+    import keras
+
+    env = {"STREAM_SER_CACHE": str(tmp_path / "cache")}
+    out = tmp_path / "run"
+    r = run_cli("train", "--limit", "6", "--variants", "clean", "--with-val", "--out", out, env=env)
+    assert r.returncode == 2 and "--epochs" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("train", "--limit", "6", "--variants", "clean", "--with-val", "--epochs", "2", "--out", out, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = json.loads((out / "state.json").read_text())
+    clips = read_manifest(SER)
+    first6 = {c.speaker for split in ("train", "val") for c in [c for c in clips if c.split == split][:6]}
+    assert state["epoch"] == 2 and state["best_epoch"] == 2 and all("val_ua" not in h for h in state["history"])
+    assert set(state["train_speakers"]) == first6 and {c.speaker for c in clips if c.split == "val"} & first6
+    for a, b in zip(keras.models.load_model(out / "best.keras").get_weights(), keras.models.load_model(out / "last.keras").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    r = run_cli("evaluate", "--split", "val", "--model", out / "best.keras", env=env)
+    assert r.returncode == 2 and "trained on the val actors" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("train", "--limit", "6", "--variants", "clean", "--epochs", "3", "--resume", "--out", out, env=env, timeout=300)
+    assert r.returncode == 2 and "train+val" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("export", out / "best.keras", "--out", tmp_path / "models", env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path / "models" / "labels.json").read_text())["trained_on"] == ["train", "val"]
+    r = run_cli("evaluate", "--split", "val", "--model", tmp_path / "models", env=env)
+    assert r.returncode == 2 and "trained on the val actors" in r.stderr
+
+
+def test_feature_cache_belongs_to_the_manifest_rows(tmp_path, monkeypatch):
+    """Another manifest (other clips under the same split name) never reads
+    this one's cached features."""
+    need_shared()
+    import csv
+
+    from stream_ser.training.dataset import load_windows
+
+    monkeypatch.setenv("STREAM_SER_CACHE", str(tmp_path / "cache"))
+    with open(SER / "manifest.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "train"]
+    other = tmp_path / "other"
+    other.mkdir()
+    with open(other / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows[100:103]:  # other clips, by absolute path
+            w.writerow({**r, "path": str(SER / r["path"])})
+    mine = load_windows("train", data_dir=SER, limit=3)
+    theirs = load_windows("train", data_dir=other, limit=3)
+    assert len(os.listdir(tmp_path / "cache")) == 2
+    assert mine.x.shape != theirs.x.shape or np.abs(mine.x - theirs.x).max() > 0
+    again = load_windows("train", data_dir=other, limit=3)
+    np.testing.assert_array_equal(again.x, theirs.x)

@@ -36,9 +36,15 @@ def train_command(args) -> int:
         raise UserError("--average must be at least 0 and below 1 (e.g. 0.8)")
     opts = TrainOptions(arch=args.arch, seed=args.seed, keep_calm=args.keep_calm, limit=args.limit, data_dir=data,
                         norm=args.norm, prior_windows=args.prior_windows, scale=args.scale,
-                        neutral_sessions=not args.balanced_sessions, warm_up=args.warm_up, average=args.average)
+                        neutral_sessions=not args.balanced_sessions, warm_up=args.warm_up, average=args.average,
+                        train_splits=("train", "val") if args.with_val else ("train",))
     if args.epochs:
         opts.epochs = args.epochs
+    elif args.with_val:
+        from ..cli import UserError
+
+        # nothing is held out to stop on: the length of the run is part of the recipe
+        raise UserError("--with-val needs --epochs (the number of epochs chosen on val, e.g. 40)")
     if args.variants:
         opts.variants = tuple(v.strip() for v in args.variants.split(","))
     if args.lr:
@@ -46,7 +52,11 @@ def train_command(args) -> int:
     opts.out = Path(args.out or f"runs/{args.arch}")
     console = Console(stderr=True)
     state = train(opts, resume=args.resume, console=console)
-    console.print(f"best val UA {state['best_val_ua']:.3f} at epoch {state['best_epoch']} ({state['params']:,} parameters); checkpoints in {opts.out}")
+    if args.with_val:
+        console.print(f"trained on train + val for {state['epoch']} epochs ({state['params']:,} parameters); "
+                      f"best.keras is the last epoch; checkpoints in {opts.out}")
+    else:
+        console.print(f"best val UA {state['best_val_ua']:.3f} at epoch {state['best_epoch']} ({state['params']:,} parameters); checkpoints in {opts.out}")
     if args.export:
         from .export import export
 
@@ -241,6 +251,9 @@ def evaluate_command(args) -> int:
             if r["confidence_p10_p50_p90"]:
                 print("  confidence p10/p50/p90: " + " / ".join(f"{q:.2f}" for q in r["confidence_p10_p50_p90"]))
         return 0
+    if args.split in normalise.trained_on(model_path):
+        # its scores there would be training accuracy, not speaker-independent
+        raise UserError(f"{model_path} was trained on the {args.split} actors: score it on a split it has not heard")
     conditions = ("clean", "telephone", "noisy", "reverb", "mp3") if args.condition == "all" else (args.condition,)
     spec = normalise.spec_for(model_path)
     results = []

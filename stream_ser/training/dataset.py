@@ -75,20 +75,31 @@ class WindowSet:
         names = labels(keep_calm)
         return np.array([names.index(label_of(e, keep_calm)) for e in self.clip_emotions])
 
+    @staticmethod
+    def concat(sets: list["WindowSet"]) -> "WindowSet":
+        """The windows of several splits as one set (clip indices renumbered)."""
+        offsets = np.cumsum([0] + [len(s.clip_emotions) for s in sets[:-1]])
+        return WindowSet(np.concatenate([s.x for s in sets]),
+                         np.concatenate([s.clip_of_window + o for s, o in zip(sets, offsets)]),
+                         [e for s in sets for e in s.clip_emotions], [p for s in sets for p in s.clip_speakers],
+                         sum(s.clips_without_windows for s in sets))
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("STREAM_SER_CACHE", Path.home() / ".cache" / "stream-ser"))
 
 
-def _key(split: str, variant: str, seed: int, limit: int | None) -> str:
-    # The cache is only valid for the code that made it: the window logic, the
-    # features and the augmentations are part of the key (a stale cache would be
-    # train/serve skew).
+def _key(split: str, variant: str, seed: int, limit: int | None, clips: list[Clip], data_dir: Path) -> str:
+    # The cache is only valid for the code and the clips that made it: the
+    # window logic, the features, the augmentations and the manifest's rows are
+    # part of the key (a stale cache would be train/serve skew, or another
+    # dataset's features under this one's name).
     from .. import features, vad, windows
 
     code = b"".join(Path(m.__file__).read_bytes() for m in (features, vad, windows, augment))
     code += Path(__file__).read_bytes()
-    spec = json.dumps([split, variant, seed, limit, WindowOptions().__dict__, VadOptions().__dict__])
+    rows = [(os.path.relpath(c.path, data_dir), c.speaker, c.emotion) for c in clips]
+    spec = json.dumps([split, variant, seed, limit, WindowOptions().__dict__, VadOptions().__dict__, rows])
     return hashlib.sha1(spec.encode() + code).hexdigest()[:12]
 
 
@@ -128,8 +139,8 @@ def load_windows(
 ) -> WindowSet:
     """Windows of ``split`` ("train", "val", "test") under augmentation or condition
     ``variant``; cached.  ``limit`` takes the first clips only (for tests)."""
-    path = cache_dir() / f"{split}-{variant}-{_key(split, variant, seed, limit)}.npz"
     clips = [c for c in read_manifest(data_dir) if c.split == split][:limit]
+    path = cache_dir() / f"{split}-{variant}-{_key(split, variant, seed, limit, clips, data_dir)}.npz"
     if path.exists():
         z = np.load(path)
         return WindowSet(z["x"], z["clip"], [c.emotion for c in clips], [c.speaker for c in clips], int(z["empty"]))

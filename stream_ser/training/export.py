@@ -13,7 +13,7 @@ import numpy as np
 
 from ..features import FEATURE_NAMES, FRAME_LENGTH, HOP_LENGTH, N_FEATURES, N_FFT, N_FRAMES, SAMPLE_RATE
 from ..windows import WindowOptions
-from .normalise import spec_for
+from .normalise import spec_for, trained_on
 
 TOLERANCE = 1e-3
 
@@ -98,6 +98,8 @@ def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: n
         "arch": model.name,
         "params": int(model.count_params()),
         "members": [str(c) for c in checkpoints],
+        # evaluate refuses these splits: they are not held out for this model
+        "trained_on": sorted({s for c in checkpoints for s in trained_on(c)}),
         "tflite": chosen[1],
         "tflite_max_abs_diff": chosen[2],
         "input": {"frames": N_FRAMES, "features": N_FEATURES, "names": list(FEATURE_NAMES)},

@@ -131,6 +131,19 @@ def shipped_meta(path: Path) -> dict:
     return data
 
 
+def trained_on(model_path: Path) -> list[str]:
+    """The manifest splits a model was trained on: ``state.json`` beside a
+    checkpoint, ``labels.json`` of a shipped model; ``["train"]`` if neither says."""
+    model_path = Path(model_path)
+    state = model_path.parent / "state.json"
+    if not model_path.is_dir() and state.is_file():
+        try:
+            return list(json.loads(state.read_text())["options"].get("train_splits", ["train"]))
+        except (ValueError, KeyError, TypeError):
+            return ["train"]
+    return list(shipped_meta(model_path).get("trained_on", ["train"]))
+
+
 _noted: set[str] = set()
 
 

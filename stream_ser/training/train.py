@@ -1,5 +1,6 @@
 """Training loop: speaker-split RAVDESS, augmented training windows, masking and
-mixup, checkpoints every epoch with ``--resume``, best epoch chosen on val UA."""
+mixup, checkpoints every epoch with ``--resume``, best epoch chosen on val UA
+(or, trained on train and val, a fixed number of epochs chosen beforehand)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ class TrainOptions:
             the weights over epochs (each epoch's weights count ``1 - average``);
             the best epoch is then chosen among averaged models.  Smooths the
             epoch-to-epoch swings that make a 3-speaker val set pick spikes.
+        train_splits: the manifest splits trained on.  ``("train", "val")``
+            trains on 17 actors for exactly ``epochs`` epochs: nothing is held
+            out to choose a checkpoint, so ``best.keras`` is the last epoch and
+            the recipe (epochs included) must have been chosen on val before.
     """
 
     arch: str = "compact"
@@ -64,6 +69,7 @@ class TrainOptions:
     neutral_sessions: bool = True
     warm_up: str = "log"
     average: float = 0.0
+    train_splits: tuple[str, ...] = ("train",)
     limit: int | None = None
     data_dir: Path = DEFAULT_DATA
     out: Path = field(default_factory=lambda: Path("runs/compact"))
@@ -124,8 +130,12 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
             bar.update(task, completed=1, total=1, visible=False)
             return ws
 
-        train_sets = [loader("train", v) for v in opts.variants]
-        val = loader("val", "clean")
+        from .dataset import WindowSet
+
+        train_sets = [WindowSet.concat([loader(s, v) for s in opts.train_splits]) for v in opts.variants]
+        # with val in training there is nothing held out to choose a checkpoint on
+        held_out = "val" not in opts.train_splits
+        val = loader("val", "clean") if held_out else None
         x = np.concatenate([w.x for w in train_sets])
         y = np.concatenate([w.y(opts.keep_calm) for w in train_sets])
         counts = np.bincount(y, minlength=len(names))
@@ -136,17 +146,19 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
         clean = train_sets[opts.variants.index("clean")] if "clean" in opts.variants else train_sets[0]
         spec = normalise.make_spec(opts.norm, clean.x, opts.prior_windows, opts.scale)
         (out / "norm.json").write_text(json.dumps(spec) + "\n")
-        val_x = normalise.for_evaluation(val.x, val.clip_of_window, val.clip_speakers, spec)
+        val_x = normalise.for_evaluation(val.x, val.clip_of_window, val.clip_speakers, spec) if held_out else None
 
         state_path = out / "state.json"
         if resume and (out / "last.keras").exists():
             model = keras.models.load_model(out / "last.keras")
             state = json.loads(state_path.read_text())
+            from ..cli import UserError
+
             if float(state["options"].get("average", 0.0)) != opts.average:
                 # the best epoch so far was judged on raw or averaged weights: do not mix the two
-                from ..cli import UserError
-
                 raise UserError(f"{out} was trained with --average {state['options'].get('average', 0.0)}; resume with the same")
+            if tuple(state["options"].get("train_splits", ("train",))) != opts.train_splits:
+                raise UserError(f"{out} was trained on {'+'.join(state['options'].get('train_splits', ['train']))}; resume with the same splits")
         else:
             model = build(opts.arch, len(names))
             # cosine decay over the whole run: the late, small steps settle the
@@ -158,6 +170,9 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
                      "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(opts).items()},
                      "labels": list(names), "params": int(model.count_params())}
 
+        # what this run learned from (a --with-val run's val actors are listed here)
+        state["train_speakers"] = sorted(set(clean.clip_speakers))
+        state["train_windows"] = int(len(x))
         steps = int(np.ceil(len(x) / opts.batch_size))
         epochs = bar.add_task(f"{opts.arch}: epochs", total=opts.epochs, completed=state["epoch"])
         batches = bar.add_task("  batches", total=steps)
@@ -175,7 +190,7 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
                 bar.update(batches, completed=batch + 1)
 
         for epoch in range(state["epoch"], opts.epochs):
-            if epoch - state["best_epoch"] >= opts.patience and state["best_epoch"] > 0:
+            if held_out and epoch - state["best_epoch"] >= opts.patience and state["best_epoch"] > 0:
                 break
             rng = np.random.default_rng([opts.seed, epoch])
             xn = normalise.for_training(x, session, spec, rng, y, names.index("neutral") if opts.neutral_sessions else None, opts.warm_up)
@@ -195,19 +210,22 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
                 recalibrate_batchnorm(averaged, xn, rng, opts.batch_size)
                 averaged.save(out / "average.keras")
                 chosen = averaged
-            probs = predict(chosen, val_x)
-            val_scores = scores(val.clip_y(opts.keep_calm), clip_predictions(probs, val.clip_of_window, len(val.clip_emotions)), names)
-            # "always one class" shows up here: inference-mode predictions per class
-            spread = np.bincount(probs.argmax(1), minlength=len(names)).tolist()
-            state["history"].append({"epoch": epoch + 1, "loss": float(hist.history["loss"][-1]),
-                                     "val_ua": val_scores["ua"], "val_f1": val_scores["macro_f1"], "val_pred_counts": spread})
             state["epoch"] = epoch + 1
+            entry = {"epoch": epoch + 1, "loss": float(hist.history["loss"][-1])}
+            if held_out:
+                probs = predict(chosen, val_x)
+                val_scores = scores(val.clip_y(opts.keep_calm), clip_predictions(probs, val.clip_of_window, len(val.clip_emotions)), names)
+                # "always one class" shows up here: inference-mode predictions per class
+                entry.update(val_ua=val_scores["ua"], val_f1=val_scores["macro_f1"],
+                             val_pred_counts=np.bincount(probs.argmax(1), minlength=len(names)).tolist())
+            state["history"].append(entry)
             model.save(out / "last.keras")
-            if val_scores["ua"] > state["best_val_ua"]:
-                state["best_val_ua"], state["best_epoch"] = val_scores["ua"], epoch + 1
+            if not held_out or val_scores["ua"] > state["best_val_ua"]:
+                state["best_val_ua"], state["best_epoch"] = (val_scores["ua"] if held_out else None), epoch + 1
                 shutil.copy(out / ("average.keras" if averaged is not None else "last.keras"), out / "best.keras")
             state_path.write_text(json.dumps(state, indent=1))
+            progress = (f"val UA {val_scores['ua']:.3f} (best {state['best_val_ua']:.3f} @ {state['best_epoch']})" if held_out
+                        else f"(trained on {'+'.join(opts.train_splits)}: no val)")
             bar.update(epochs, completed=epoch + 1,
-                       description=f"{opts.arch}: epoch {epoch + 1} loss {state['history'][-1]['loss']:.3f} "
-                                   f"val UA {val_scores['ua']:.3f} (best {state['best_val_ua']:.3f} @ {state['best_epoch']})")
+                       description=f"{opts.arch}: epoch {epoch + 1} loss {entry['loss']:.3f} {progress}")
     return state
