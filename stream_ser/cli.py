@@ -67,11 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train the emotion model on ../shared/data/ser", description="Train the emotion model (speaker split from the manifest).")
     s.add_argument("--arch", choices=("compact", "paper"), default="compact")
-    s.add_argument("--epochs", type=int, default=None)
+    s.add_argument("--epochs", type=int, default=None,
+                   help="at most this many epochs (default 80; stops after 30 without a better val UA); with --with-val, exactly this many")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     s.add_argument("--keep-calm", action="store_true", help="keep RAVDESS 'calm' as an 8th class instead of folding it into neutral")
     s.add_argument("--out", metavar="DIR", help="checkpoint directory (default runs/<arch>)")
-    s.add_argument("--export", metavar="DIR", help="when done, ship the best checkpoint into DIR (e.g. models)")
+    s.add_argument("--export", metavar="DIR", help="when done, ship best.keras into DIR (e.g. models)")
     s.add_argument("--data", metavar="DIR", help="dataset directory with manifest.csv (default ../shared/data/ser)")
     s.add_argument("--variants", metavar="LIST", help="comma-separated training augmentations (default: clean,noise,noise_b,telephone,reverb,pitch,mp3,chained,gain,chain; also stretch, opus)")
     s.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
@@ -88,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--average", type=float, default=0.0, metavar="D",
                    help="validate an exponential moving average of the weights over epochs, decay D (e.g. 0.8; default off)")
     s.add_argument("--with-val", action="store_true",
-                   help="train on the val actors too, for exactly --epochs epochs (a recipe already chosen on val); best.keras is the last epoch")
+                   help="train on the val split's speakers too, for exactly --epochs epochs (a recipe already chosen on val); "
+                        "best.keras is the last epoch's model, --resume needs --with-val again, and evaluate refuses the val speakers")
     s.add_argument("--limit", type=int, help="use only the first N clips of each split (smoke tests)")
     s.add_argument("--seed", type=int, default=0)
 

@@ -214,14 +214,23 @@ def test_train_with_val_trains_on_17_actors_and_evaluate_refuses_val(tmp_path):
     for a, b in zip(keras.models.load_model(out / "best.keras").get_weights(), keras.models.load_model(out / "last.keras").get_weights()):
         np.testing.assert_array_equal(a, b)
     r = run_cli("evaluate", "--split", "val", "--model", out / "best.keras", env=env)
-    assert r.returncode == 2 and "trained on the val actors" in r.stderr and "Traceback" not in r.stderr
-    r = run_cli("train", "--limit", "6", "--variants", "clean", "--epochs", "3", "--resume", "--out", out, env=env, timeout=300)
-    assert r.returncode == 2 and "train+val" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "speakers it has not heard" in r.stderr and "Traceback" not in r.stderr
+    # a refused resume leaves the run as it was: its normalisation above all
+    norm = (out / "norm.json").read_bytes()
+    for wrong in (("--epochs", "3"), ("--with-val", "--epochs", "3")):
+        r = run_cli("train", "--limit", "6", "--variants", "clean", *wrong, "--resume", "--out", out, env=env, timeout=300)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and ("train+val" in r.stderr or "--epochs 2" in r.stderr), r.stderr[-500:]
+        assert (out / "norm.json").read_bytes() == norm
     r = run_cli("export", out / "best.keras", "--out", tmp_path / "models", env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads((tmp_path / "models" / "labels.json").read_text())["trained_on"] == ["train", "val"]
+    meta = json.loads((tmp_path / "models" / "labels.json").read_text())
+    assert meta["trained_on"] == ["train", "val"] and meta["train_speakers"] == state["train_speakers"]
     r = run_cli("evaluate", "--split", "val", "--model", tmp_path / "models", env=env)
-    assert r.returncode == 2 and "trained on the val actors" in r.stderr
+    assert r.returncode == 2 and "speakers it has not heard" in r.stderr
+    # the test speakers were not heard: scored as usual
+    r = run_cli("evaluate", "--split", "test", "--model", tmp_path / "models", "--json", env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout)["n"] == sum(c.split == "test" for c in clips)
 
 
 def test_feature_cache_belongs_to_the_manifest_rows(tmp_path, monkeypatch):

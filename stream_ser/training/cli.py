@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from . import normalise
-from .dataset import DEFAULT_DATA, labels, load_windows
+from .dataset import DEFAULT_DATA, labels, load_windows, read_manifest
 
 
 def _data_dir(args) -> Path:
@@ -53,8 +53,8 @@ def train_command(args) -> int:
     console = Console(stderr=True)
     state = train(opts, resume=args.resume, console=console)
     if args.with_val:
-        console.print(f"trained on train + val for {state['epoch']} epochs ({state['params']:,} parameters); "
-                      f"best.keras is the last epoch; checkpoints in {opts.out}")
+        console.print(f"trained on train + val for {state['epoch']} epoch{'s' if state['epoch'] != 1 else ''} ({state['params']:,} parameters); "
+                      f"best.keras is the last epoch's model; checkpoints in {opts.out}")
     else:
         console.print(f"best val UA {state['best_val_ua']:.3f} at epoch {state['best_epoch']} ({state['params']:,} parameters); checkpoints in {opts.out}")
     if args.export:
@@ -251,9 +251,13 @@ def evaluate_command(args) -> int:
             if r["confidence_p10_p50_p90"]:
                 print("  confidence p10/p50/p90: " + " / ".join(f"{q:.2f}" for q in r["confidence_p10_p50_p90"]))
         return 0
-    if args.split in normalise.trained_on(model_path):
+    splits, heard = normalise.trained_on(model_path)
+    speakers = {c.speaker for c in read_manifest(data) if c.split == args.split}
+    heard = speakers & heard if heard is not None else (speakers if args.split in splits else set())
+    if heard:
         # its scores there would be training accuracy, not speaker-independent
-        raise UserError(f"{model_path} was trained on the {args.split} actors: score it on a split it has not heard")
+        raise UserError(f"{model_path} was trained on {len(heard)} of the {len(speakers)} {args.split} speakers "
+                        f"({', '.join(sorted(heard)[:3])}{', ...' if len(heard) > 3 else ''}): score it on speakers it has not heard")
     conditions = ("clean", "telephone", "noisy", "reverb", "mp3") if args.condition == "all" else (args.condition,)
     spec = normalise.spec_for(model_path)
     results = []

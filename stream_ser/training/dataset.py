@@ -91,14 +91,15 @@ def cache_dir() -> Path:
 
 def _key(split: str, variant: str, seed: int, limit: int | None, clips: list[Clip], data_dir: Path) -> str:
     # The cache is only valid for the code and the clips that made it: the
-    # window logic, the features, the augmentations and the manifest's rows are
-    # part of the key (a stale cache would be train/serve skew, or another
-    # dataset's features under this one's name).
+    # window logic, the features, the augmentations, the manifest's rows and
+    # the files' sizes are part of the key (a stale cache would be train/serve
+    # skew, or another dataset's features under this one's name).
     from .. import features, vad, windows
 
     code = b"".join(Path(m.__file__).read_bytes() for m in (features, vad, windows, augment))
     code += Path(__file__).read_bytes()
-    rows = [(os.path.relpath(c.path, data_dir), c.speaker, c.emotion) for c in clips]
+    # the file's size catches audio replaced under the same name (re-encoded, trimmed)
+    rows = [(os.path.relpath(c.path, data_dir), c.speaker, c.emotion, c.path.stat().st_size if c.path.exists() else -1) for c in clips]
     spec = json.dumps([split, variant, seed, limit, WindowOptions().__dict__, VadOptions().__dict__, rows])
     return hashlib.sha1(spec.encode() + code).hexdigest()[:12]
 

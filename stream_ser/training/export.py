@@ -98,8 +98,8 @@ def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: n
         "arch": model.name,
         "params": int(model.count_params()),
         "members": [str(c) for c in checkpoints],
-        # evaluate refuses these splits: they are not held out for this model
-        "trained_on": sorted({s for c in checkpoints for s in trained_on(c)}),
+        # evaluate refuses speakers this model has heard
+        "trained_on": sorted({s for c in checkpoints for s in trained_on(c)[0]}),
         "tflite": chosen[1],
         "tflite_max_abs_diff": chosen[2],
         "input": {"frames": N_FRAMES, "features": N_FEATURES, "names": list(FEATURE_NAMES)},
@@ -111,5 +111,8 @@ def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: n
         "window": WindowOptions().__dict__,
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    speakers = [trained_on(c)[1] for c in checkpoints]
+    if all(s is not None for s in speakers):
+        meta["train_speakers"] = sorted(set().union(*speakers))
     (out_dir / "labels.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta

@@ -131,17 +131,20 @@ def shipped_meta(path: Path) -> dict:
     return data
 
 
-def trained_on(model_path: Path) -> list[str]:
-    """The manifest splits a model was trained on: ``state.json`` beside a
-    checkpoint, ``labels.json`` of a shipped model; ``["train"]`` if neither says."""
+def trained_on(model_path: Path) -> tuple[list[str], set[str] | None]:
+    """The manifest splits and the speakers a model was trained on: from
+    ``state.json`` beside a checkpoint or ``labels.json`` of a shipped model.
+    ``(["train"], None)`` (speakers unknown) if neither says."""
     model_path = Path(model_path)
     state = model_path.parent / "state.json"
     if not model_path.is_dir() and state.is_file():
         try:
-            return list(json.loads(state.read_text())["options"].get("train_splits", ["train"]))
+            data = json.loads(state.read_text())
+            return list(data["options"].get("train_splits", ["train"])), set(data["train_speakers"]) if "train_speakers" in data else None
         except (ValueError, KeyError, TypeError):
-            return ["train"]
-    return list(shipped_meta(model_path).get("trained_on", ["train"]))
+            return ["train"], None
+    meta = shipped_meta(model_path)
+    return list(meta.get("trained_on", ["train"])), set(meta["train_speakers"]) if "train_speakers" in meta else None
 
 
 _noted: set[str] = set()

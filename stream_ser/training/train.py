@@ -46,9 +46,10 @@ class TrainOptions:
             the best epoch is then chosen among averaged models.  Smooths the
             epoch-to-epoch swings that make a 3-speaker val set pick spikes.
         train_splits: the manifest splits trained on.  ``("train", "val")``
-            trains on 17 actors for exactly ``epochs`` epochs: nothing is held
-            out to choose a checkpoint, so ``best.keras`` is the last epoch and
-            the recipe (epochs included) must have been chosen on val before.
+            trains on both splits' speakers for exactly ``epochs`` epochs:
+            nothing is held out to choose a checkpoint, so ``best.keras`` is
+            the last epoch's model (averaged, with ``average``) and the recipe,
+            epochs included, must have been chosen on val before.
     """
 
     arch: str = "compact"
@@ -111,6 +112,21 @@ def _mixup(x, y, rng, p):
     return lam[:, None, None] * x + (1 - lam[:, None, None]) * x[j], lam[:, None] * y + (1 - lam[:, None]) * y[j]
 
 
+def _check_resume(old: dict, opts: TrainOptions, out: Path) -> None:
+    from ..cli import UserError
+
+    if float(old.get("average", 0.0)) != opts.average:
+        # the best epoch so far was judged on raw or averaged weights: do not mix the two
+        raise UserError(f"{out} was trained with --average {old.get('average', 0.0)}; resume with the same")
+    splits = tuple(old.get("train_splits", ("train",)))
+    if splits != opts.train_splits:
+        raise UserError(f"{out} was trained on {'+'.join(splits)}; resume with the same splits"
+                        + (" (--with-val)" if "val" in splits else " (without --with-val)"))
+    if "val" in splits and int(old["epochs"]) != opts.epochs:
+        # the run's length is its recipe (and its learning-rate schedule)
+        raise UserError(f"{out} is a {old['epochs']}-epoch run on train + val; resume it with --epochs {old['epochs']}")
+
+
 def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
     import keras
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -121,6 +137,9 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(opts.seed)
+    resuming = resume and (out / "last.keras").exists()
+    if resuming:  # refused before anything in the run directory is rewritten
+        _check_resume(json.loads((out / "state.json").read_text())["options"], opts, out)
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
         def loader(split, variant):
@@ -144,21 +163,17 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
         # a session is one speaker under one recording chain
         session = np.concatenate([[f"{v}/{s}" for s in w.speaker_of_window()] for v, w in zip(opts.variants, train_sets)])
         clean = train_sets[opts.variants.index("clean")] if "clean" in opts.variants else train_sets[0]
-        spec = normalise.make_spec(opts.norm, clean.x, opts.prior_windows, opts.scale)
-        (out / "norm.json").write_text(json.dumps(spec) + "\n")
+        if resuming and (out / "norm.json").is_file():
+            spec = json.loads((out / "norm.json").read_text())  # what the checkpoint was trained with
+        else:
+            spec = normalise.make_spec(opts.norm, clean.x, opts.prior_windows, opts.scale)
+            (out / "norm.json").write_text(json.dumps(spec) + "\n")
         val_x = normalise.for_evaluation(val.x, val.clip_of_window, val.clip_speakers, spec) if held_out else None
 
         state_path = out / "state.json"
-        if resume and (out / "last.keras").exists():
+        if resuming:
             model = keras.models.load_model(out / "last.keras")
             state = json.loads(state_path.read_text())
-            from ..cli import UserError
-
-            if float(state["options"].get("average", 0.0)) != opts.average:
-                # the best epoch so far was judged on raw or averaged weights: do not mix the two
-                raise UserError(f"{out} was trained with --average {state['options'].get('average', 0.0)}; resume with the same")
-            if tuple(state["options"].get("train_splits", ("train",))) != opts.train_splits:
-                raise UserError(f"{out} was trained on {'+'.join(state['options'].get('train_splits', ['train']))}; resume with the same splits")
         else:
             model = build(opts.arch, len(names))
             # cosine decay over the whole run: the late, small steps settle the
