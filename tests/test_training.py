@@ -193,7 +193,7 @@ def test_augmentation_keeps_length_and_changes_the_audio(variant):
     assert np.all(np.isfinite(out)) and np.abs(out - audio).max() > 1e-3
 
 
-def test_train_with_val_trains_on_17_actors_and_evaluate_refuses_val(tmp_path):
+def test_train_with_val_trains_on_train_and_val_speakers_and_evaluate_refuses_them(tmp_path):
     """`train --with-val` (the final fit of a recipe chosen on val) trains on
     the train and val actors for exactly --epochs epochs, keeps the last epoch,
     and its model, checkpoint or shipped, cannot be scored on val."""
