@@ -473,7 +473,8 @@ class Dashboard:
         rows = [Padding(badge, (1 if big else 0, 0), style=style, expand=True)]
         if e is not None:
             rows.append(_Bars(e, live))
-        title = "now" + (f" · utterance {e.utterance + 1} · {e.start:.1f}-{e.end:.1f} s" if e else "")
+        # the events' own number, so an utterance on screen is the same one in the JSONL
+        title = "now" + (f" · utterance {e.utterance} · {e.start:.1f}-{e.end:.1f} s" if e else "")
         return Panel(Group(*rows), title=title, title_align="left", border_style="dim", padding=0)
 
     def _health(self, s: dict, width: int, height: int):

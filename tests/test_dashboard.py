@@ -90,6 +90,7 @@ def test_renders_every_region_in_80x24():
     assert len(lines) == 24 and max(len(line) for line in lines) <= 80, text
     assert "test mic · 48 kHz" in lines[0] and "q quit" in lines[0]
     assert "SPEECH" in text or "A N G R Y" in text  # utterance 2 has no window yet: still the last one within hold
+    assert "now · utterance 0 · 6.5-9.0 s" in text  # the JSONL's utterance number and span
     assert "ask not what your country can do for you" in text and "ask what you can do" in text
     assert re.search(r"S sad\s+ask not", text) and re.search(r"A angry\s+ask what", text)  # emotion tags
     assert "for your coun" in text  # the partial
