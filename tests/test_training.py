@@ -221,6 +221,11 @@ def test_train_with_val_trains_on_train_and_val_speakers_and_evaluate_refuses_th
         r = run_cli("train", "--limit", "6", "--variants", "clean", *wrong, "--resume", "--out", out, env=env, timeout=300)
         assert r.returncode == 2 and "Traceback" not in r.stderr and ("train+val" in r.stderr or "--epochs 2" in r.stderr), r.stderr[-500:]
         assert (out / "norm.json").read_bytes() == norm
+    state_text = (out / "state.json").read_text()
+    (out / "state.json").unlink()
+    r = run_cli("train", "--limit", "6", "--variants", "clean", "--with-val", "--epochs", "2", "--resume", "--out", out, env=env)
+    assert r.returncode == 2 and "no state.json" in r.stderr and "Traceback" not in r.stderr
+    (out / "state.json").write_text(state_text)
     r = run_cli("export", out / "best.keras", "--out", tmp_path / "models", env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     meta = json.loads((tmp_path / "models" / "labels.json").read_text())

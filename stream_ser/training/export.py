@@ -90,6 +90,7 @@ def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: n
             break
     if chosen is None:
         raise RuntimeError(f"TFLite outputs differ from Keras by {diff:.2e} > {TOLERANCE}")
+    heard = [trained_on(c) for c in checkpoints]  # (splits, speakers) of each member
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir / "emotion.keras")
     (out_dir / "emotion.tflite").write_bytes(chosen[0])
@@ -99,7 +100,7 @@ def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: n
         "params": int(model.count_params()),
         "members": [str(c) for c in checkpoints],
         # evaluate refuses speakers this model has heard
-        "trained_on": sorted({s for c in checkpoints for s in trained_on(c)[0]}),
+        "trained_on": sorted({s for splits, _ in heard for s in splits}),
         "tflite": chosen[1],
         "tflite_max_abs_diff": chosen[2],
         "input": {"frames": N_FRAMES, "features": N_FEATURES, "names": list(FEATURE_NAMES)},
@@ -111,8 +112,7 @@ def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: n
         "window": WindowOptions().__dict__,
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    speakers = [trained_on(c)[1] for c in checkpoints]
-    if all(s is not None for s in speakers):
-        meta["train_speakers"] = sorted(set().union(*speakers))
+    if all(speakers is not None for _, speakers in heard):
+        meta["train_speakers"] = sorted(set().union(*(speakers for _, speakers in heard)))
     (out_dir / "labels.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta

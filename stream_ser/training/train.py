@@ -139,6 +139,10 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
     keras.utils.set_random_seed(opts.seed)
     resuming = resume and (out / "last.keras").exists()
     if resuming:  # refused before anything in the run directory is rewritten
+        if not (out / "state.json").is_file():
+            from ..cli import UserError
+
+            raise UserError(f"{out} has a checkpoint but no state.json: cannot resume (train into a new --out)")
         _check_resume(json.loads((out / "state.json").read_text())["options"], opts, out)
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
