@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from .events import EmotionEvent
-from .features import N_FEATURES, N_FRAMES, SAMPLE_RATE, normaliser, raw_features
+from .features import N_FEATURES, N_FRAMES, SAMPLE_RATE, normaliser, probe_mismatch, raw_features
 from .ring import RingBuffer
 from .windows import EmotionWindow
 
@@ -117,6 +117,9 @@ class EmotionModel:
             normaliser(self.normalisation)  # fails here, not in the first window
         except Exception:
             raise ModelError(f"{labels_path}: not a valid labels file (expected {{\"labels\": [...]}})") from None
+        problem = probe_mismatch(self.normalisation)  # train/serve skew: refuse, never guess
+        if problem:
+            raise ModelError(f"emotion model in {models_dir} was {problem}")
         # the model files hold the trained network; its deployment prior
         # (`stream-ser export --neutral-bias`) is applied here, and --neutral-bias replaces it
         self.log_prior = read_log_prior(meta, self.labels, labels_path)

@@ -25,6 +25,8 @@ Normalisation is decided here, once, in one of two ways a model names in its
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 SAMPLE_RATE = 16000
@@ -144,6 +146,52 @@ def normaliser(spec: dict | None):
     if spec["kind"] == "session":
         return SessionNorm(spec["mean"], spec["std"], spec["prior_frames"], spec.get("scale", "session"))
     raise ValueError(f"unknown normalisation {spec['kind']!r}")
+
+
+@functools.lru_cache(maxsize=1)
+def _probe_window() -> np.ndarray:
+    # a voiced, amplitude-modulated glide with a digital-silence pause: it
+    # exercises every track, the pitch range and the log-mel floor
+    t = np.arange(WINDOW_SAMPLES) / SAMPLE_RATE
+    phase = 2 * np.pi * np.cumsum(110 + 40 * t) / SAMPLE_RATE
+    y = sum(np.sin(k * phase) / k for k in range(1, 25)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    y[int(1.0 * SAMPLE_RATE):int(1.3 * SAMPLE_RATE)] = 0.0
+    return (0.05 * y).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def probe() -> dict:
+    """Mean and std of every raw feature track on a fixed synthetic window: a
+    fingerprint of this extractor.  Training stores it with a model's
+    normalisation (``norm.json``, ``labels.json``) and :func:`probe_mismatch`
+    compares it at load time, so a model is never silently given features
+    other than those it was trained on (another frame size, log floor or
+    librosa version)."""
+    raw = raw_features(_probe_window()).astype(np.float64)
+    return {"mean": raw.mean(axis=0).tolist(), "std": raw.std(axis=0).tolist()}
+
+
+def probe_mismatch(spec: dict | None) -> str | None:
+    """``None`` if a model's normalisation ``spec`` has no ``features_probe`` or
+    one this extractor reproduces (to 0.1% of each track's size), else what
+    differs, in words ("trained on other features ...")."""
+    saved = (spec or {}).get("features_probe")
+    if not saved:
+        return None
+    now = probe()
+    scale = np.abs(np.asarray(saved["mean"], dtype=np.float64)) + np.abs(np.asarray(saved["std"], dtype=np.float64))
+    for stat in ("mean", "std"):
+        a, b = np.asarray(saved[stat], dtype=np.float64), np.asarray(now[stat])
+        if a.shape != b.shape:
+            return f"trained on {a.size} feature tracks; this extractor computes {b.size}"
+        # relative to the track's size: FFT and BLAS builds differ in the last digits
+        off = np.abs(a - b) > 1e-3 * scale + 1e-7
+        if off.any():
+            i = int(np.argmax(off))
+            return (f"trained on other features than this version of stream-ser computes "
+                    f"({FEATURE_NAMES[i]} {stat} on a test signal: {a[i]:.4g} then, {b[i]:.4g} now); "
+                    f"retrain it, or use the stream-ser version that trained it")
+    return None
 
 
 def warm_up() -> None:

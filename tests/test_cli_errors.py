@@ -85,6 +85,16 @@ def test_corrupt_model_file(tmp_path, tone):
     one_line_error(run_cli("replay", tone, "--speed", "0", "--plain", "--models", d), "corrupt")
 
 
+def test_model_trained_on_other_features(tmp_path, tone):
+    """A model whose recorded feature fingerprint this extractor does not
+    reproduce is refused, not fed skewed features."""
+    d = _models_copy(tmp_path)
+    meta = json.loads((d / "labels.json").read_text())
+    meta["normalisation"]["features_probe"]["mean"][2] += 20.0  # as if the MFCC's log floor had moved
+    (d / "labels.json").write_text(json.dumps(meta))
+    one_line_error(run_cli("replay", tone, "--speed", "0", "--plain", "--models", d), "other features", "mfcc0 mean")
+
+
 @pytest.mark.parametrize("labels", ['{"labels": ["a", "b"]}', "not json", '{"labels": []}'])
 def test_wrong_labels_file(tmp_path, tone, labels):
     d = _models_copy(tmp_path)

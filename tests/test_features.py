@@ -97,3 +97,31 @@ def test_training_sessions_stay_within_one_speaker_and_chain(scale):
     # every window is normalised with its own session's statistics: the offsets are gone
     assert np.abs(out.mean(axis=(1, 2))).max() < 0.2
     assert 0.8 < out.std() < 1.2
+
+
+def test_the_shipped_model_was_trained_on_these_features():
+    """models/labels.json carries the fingerprint of the features the shipped
+    model was trained on, and this extractor reproduces it."""
+    import json
+
+    from stream_ser.emotion import DEFAULT_MODELS
+    from stream_ser.features import probe_mismatch
+
+    meta = json.loads((DEFAULT_MODELS / "labels.json").read_text())
+    assert set(meta["normalisation"]["features_probe"]) == {"mean", "std"}
+    assert probe_mismatch(meta["normalisation"]) is None
+
+
+def test_the_fingerprint_sees_a_one_db_change_of_the_log_floor(monkeypatch):
+    import librosa.feature.spectral
+
+    from stream_ser.features import probe, probe_mismatch
+
+    saved = {"features_probe": probe()}
+    power_to_db = librosa.feature.spectral.power_to_db
+    monkeypatch.setattr(librosa.feature.spectral, "power_to_db", lambda S, **kw: power_to_db(S, top_db=79.0))
+    probe.cache_clear()
+    try:
+        assert "mfcc0 mean" in probe_mismatch(saved)
+    finally:
+        probe.cache_clear()  # the next caller computes it with librosa as it is

@@ -236,6 +236,17 @@ def test_train_with_val_trains_on_train_and_val_speakers_and_evaluate_refuses_th
     r = run_cli("evaluate", "--split", "test", "--model", tmp_path / "models", "--json", env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads(r.stdout)["n"] == sum(c.split == "test" for c in clips)
+    # the features a checkpoint was trained on travel with it; on other
+    # features it is neither scored nor trained on (train/serve skew)
+    spec = json.loads((out / "norm.json").read_text())
+    assert meta["normalisation"]["features_probe"] == spec["features_probe"]
+    spec["features_probe"]["std"][1] *= 1.5  # as if RMS were computed differently now
+    (out / "norm.json").write_text(json.dumps(spec))
+    for args in (("evaluate", "--split", "test", "--model", out / "best.keras"),
+                 ("train", "--limit", "6", "--variants", "clean", "--with-val", "--epochs", "2", "--resume", "--out", out)):
+        r = run_cli(*args, env=env, timeout=300)
+        assert r.returncode == 2 and "other features" in r.stderr and "rms std" in r.stderr, r.stderr[-1000:]
+        assert "Traceback" not in r.stderr
 
 
 def test_feature_cache_belongs_to_the_manifest_rows(tmp_path, monkeypatch):

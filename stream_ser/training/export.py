@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..features import FEATURE_NAMES, FRAME_LENGTH, HOP_LENGTH, N_FEATURES, N_FFT, N_FRAMES, SAMPLE_RATE
+from ..features import FEATURE_NAMES, FRAME_LENGTH, HOP_LENGTH, N_FEATURES, N_FFT, N_FRAMES, SAMPLE_RATE, probe
 from ..windows import WindowOptions
 from .normalise import spec_for, trained_on
 
@@ -105,8 +105,9 @@ def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: n
         "tflite_max_abs_diff": chosen[2],
         "input": {"frames": N_FRAMES, "features": N_FEATURES, "names": list(FEATURE_NAMES)},
         "features": {"sample_rate": SAMPLE_RATE, "frame_length": FRAME_LENGTH, "n_fft": N_FFT, "hop_length": HOP_LENGTH, "n_mfcc": 20, "n_mels": 64},
-        # stream_ser.features.normaliser() reads this
-        "normalisation": spec_for(checkpoints[0]),
+        # stream_ser.features.normaliser() reads this; a checkpoint trained
+        # before probes were recorded gets this extractor's
+        "normalisation": {"features_probe": probe(), **spec_for(checkpoints[0])},
         # added to the neutral log-probability at run time (stream_ser.emotion.reweight)
         "log_prior": {"neutral": neutral_bias},
         "window": WindowOptions().__dict__,

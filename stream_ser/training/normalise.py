@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import features
 from ..features import apply_stats, normalise, shrunk_stats
 
 KINDS = ("session", "window")
@@ -36,13 +37,15 @@ def make_spec(kind: str, x_clean: np.ndarray | None = None, prior_windows: float
     is the mean and std of every frame of the clean training windows; ``scale``
     "session" divides by the session's std, "prior" by the prior's (the session
     then only moves the mean)."""
+    # which raw features the model is trained on (checked when it is loaded)
+    probe = {"features_probe": features.probe()}
     if kind == "window":
-        return {"kind": "window"}
+        return {"kind": "window", **probe}
     if kind != "session":
         raise ValueError(f"unknown normalisation {kind!r} (choose from {', '.join(KINDS)})")
     frames = x_clean.reshape(-1, x_clean.shape[-1]).astype(np.float64)
     return {"kind": "session", "mean": frames.mean(axis=0).tolist(), "std": frames.std(axis=0).tolist(),
-            "prior_frames": float(prior_windows * x_clean.shape[1]), "scale": scale}
+            "prior_frames": float(prior_windows * x_clean.shape[1]), "scale": scale, **probe}
 
 
 def _prior(spec: dict):
@@ -150,6 +153,15 @@ def trained_on(model_path: Path) -> tuple[list[str], set[str] | None]:
 _noted: set[str] = set()
 
 
+def _checked(spec: dict, model_path: Path) -> dict:
+    problem = features.probe_mismatch(spec)
+    if problem:
+        from ..cli import UserError
+
+        raise UserError(f"{model_path} was {problem}")
+    return spec
+
+
 def spec_for(model_path: Path) -> dict:
     """The normalisation of a training checkpoint (``norm.json`` beside it), of
     a models directory or of a model file in one (``labels.json``); per window
@@ -157,10 +169,10 @@ def spec_for(model_path: Path) -> dict:
     model_path = Path(model_path)
     norm = model_path.parent / "norm.json"
     if not model_path.is_dir() and norm.is_file():
-        return json.loads(norm.read_text())
+        return _checked(json.loads(norm.read_text()), model_path)
     meta = shipped_meta(model_path)
     if meta:
-        return meta.get("normalisation", {"kind": "window"})
+        return _checked(meta.get("normalisation", {"kind": "window"}), model_path)
     if not model_path.is_dir() and str(model_path) not in _noted:
         # a checkpoint moved away from its run directory would otherwise be
         # scored with the wrong normalisation without a word

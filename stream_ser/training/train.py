@@ -168,7 +168,7 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
         session = np.concatenate([[f"{v}/{s}" for s in w.speaker_of_window()] for v, w in zip(opts.variants, train_sets)])
         clean = train_sets[opts.variants.index("clean")] if "clean" in opts.variants else train_sets[0]
         if resuming and (out / "norm.json").is_file():
-            spec = json.loads((out / "norm.json").read_text())  # what the checkpoint was trained with
+            spec = normalise.spec_for(out / "last.keras")  # what the checkpoint was trained with (and its features)
         else:
             spec = normalise.make_spec(opts.norm, clean.x, opts.prior_windows, opts.scale)
             (out / "norm.json").write_text(json.dumps(spec) + "\n")
