@@ -144,6 +144,8 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
 
             raise UserError(f"{out} has a checkpoint but no state.json: cannot resume (train into a new --out)")
         _check_resume(json.loads((out / "state.json").read_text())["options"], opts, out)
+        if (out / "norm.json").is_file():
+            normalise.spec_for(out / "last.keras")  # its features: refused now, before the features are computed
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
         def loader(split, variant):
@@ -168,7 +170,7 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
         session = np.concatenate([[f"{v}/{s}" for s in w.speaker_of_window()] for v, w in zip(opts.variants, train_sets)])
         clean = train_sets[opts.variants.index("clean")] if "clean" in opts.variants else train_sets[0]
         if resuming and (out / "norm.json").is_file():
-            spec = normalise.spec_for(out / "last.keras")  # what the checkpoint was trained with (and its features)
+            spec = normalise.spec_for(out / "last.keras")  # what the checkpoint was trained with
         else:
             spec = normalise.make_spec(opts.norm, clean.x, opts.prior_windows, opts.scale)
             (out / "norm.json").write_text(json.dumps(spec) + "\n")
