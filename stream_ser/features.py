@@ -159,7 +159,6 @@ def _probe_window() -> np.ndarray:
     return (0.05 * y).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=1)
 def probe() -> dict:
     """Mean and std of every raw feature track on a fixed synthetic window: a
     fingerprint of this extractor.  Training stores it with a model's
@@ -167,8 +166,14 @@ def probe() -> dict:
     compares it at load time, so a model is never silently given features
     other than those it was trained on (another frame size, log floor or
     librosa version)."""
+    mean, std = _probe_stats()
+    return {"mean": list(mean), "std": list(std)}  # a fresh copy: callers store it in specs
+
+
+@functools.lru_cache(maxsize=1)
+def _probe_stats() -> tuple[tuple[float, ...], tuple[float, ...]]:
     raw = raw_features(_probe_window()).astype(np.float64)
-    return {"mean": raw.mean(axis=0).tolist(), "std": raw.std(axis=0).tolist()}
+    return tuple(raw.mean(axis=0).tolist()), tuple(raw.std(axis=0).tolist())
 
 
 def probe_mismatch(spec: dict | None) -> str | None:
@@ -176,14 +181,20 @@ def probe_mismatch(spec: dict | None) -> str | None:
     one this extractor reproduces (to 0.1% of each track's size), else what
     differs, in words ("trained on other features ...")."""
     saved = (spec or {}).get("features_probe")
-    if not saved:
+    if saved is None:
         return None
     now = probe()
-    scale = np.abs(np.asarray(saved["mean"], dtype=np.float64)) + np.abs(np.asarray(saved["std"], dtype=np.float64))
-    for stat in ("mean", "std"):
-        a, b = np.asarray(saved[stat], dtype=np.float64), np.asarray(now[stat])
-        if a.shape != b.shape:
-            return f"trained on {a.size} feature tracks; this extractor computes {b.size}"
+    try:
+        a_mean, a_std = (np.asarray(saved[k], dtype=np.float64) for k in ("mean", "std"))
+        if a_mean.ndim != 1 or a_mean.shape != a_std.shape or not np.all(np.isfinite(a_mean) & np.isfinite(a_std)):
+            raise ValueError
+    except Exception:
+        return "stored with an unreadable features_probe (expected finite \"mean\" and \"std\" lists)"
+    if a_mean.size != N_FEATURES:
+        return f"trained on {a_mean.size} feature tracks; this extractor computes {N_FEATURES}"
+    scale = np.abs(a_mean) + np.abs(a_std)
+    for stat, a in (("mean", a_mean), ("std", a_std)):
+        b = np.asarray(now[stat])
         # relative to the track's size: FFT and BLAS builds differ in the last digits
         off = np.abs(a - b) > 1e-3 * scale + 1e-7
         if off.any():

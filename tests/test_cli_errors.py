@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from .conftest import ROOT, run_cli
+from .conftest import ROOT, SHARED, run_cli
 
 
 def one_line_error(result, *needles):
@@ -85,14 +85,23 @@ def test_corrupt_model_file(tmp_path, tone):
     one_line_error(run_cli("replay", tone, "--speed", "0", "--plain", "--models", d), "corrupt")
 
 
-def test_model_trained_on_other_features(tmp_path, tone):
+@pytest.mark.parametrize("case", ["moved", "malformed"])
+def test_model_trained_on_other_features(tmp_path, tone, case):
     """A model whose recorded feature fingerprint this extractor does not
     reproduce is refused, not fed skewed features."""
     d = _models_copy(tmp_path)
     meta = json.loads((d / "labels.json").read_text())
-    meta["normalisation"]["features_probe"]["mean"][2] += 20.0  # as if the MFCC's log floor had moved
+    if case == "moved":
+        meta["normalisation"]["features_probe"]["mean"][2] += 20.0  # as if the MFCC's log floor had moved
+        needles = ("other features", "mfcc0 mean")
+    else:
+        meta["normalisation"]["features_probe"] = {"mean": [None] * 22}
+        needles = ("unreadable features_probe",)
     (d / "labels.json").write_text(json.dumps(meta))
-    one_line_error(run_cli("replay", tone, "--speed", "0", "--plain", "--models", d), "other features", "mfcc0 mean")
+    one_line_error(run_cli("replay", tone, "--speed", "0", "--plain", "--models", d), *needles)
+    if SHARED.is_dir():  # evaluate reads the manifest before it looks at the model
+        for args in (("--speech",), ("--split", "test")):
+            one_line_error(run_cli("evaluate", *args, "--model", d), *needles)
 
 
 @pytest.mark.parametrize("labels", ['{"labels": ["a", "b"]}', "not json", '{"labels": []}'])

@@ -99,9 +99,9 @@ def test_training_sessions_stay_within_one_speaker_and_chain(scale):
     assert 0.8 < out.std() < 1.2
 
 
-def test_the_shipped_model_was_trained_on_these_features():
-    """models/labels.json carries the fingerprint of the features the shipped
-    model was trained on, and this extractor reproduces it."""
+def test_the_shipped_model_carries_a_fingerprint_this_extractor_reproduces():
+    """models/labels.json carries a feature fingerprint, and this extractor
+    (this librosa, numpy and FFT build) reproduces it."""
     import json
 
     from stream_ser.emotion import DEFAULT_MODELS
@@ -115,13 +115,28 @@ def test_the_shipped_model_was_trained_on_these_features():
 def test_the_fingerprint_sees_a_one_db_change_of_the_log_floor(monkeypatch):
     import librosa.feature.spectral
 
-    from stream_ser.features import probe, probe_mismatch
+    from stream_ser import features
 
-    saved = {"features_probe": probe()}
+    saved = {"features_probe": features.probe()}
     power_to_db = librosa.feature.spectral.power_to_db
     monkeypatch.setattr(librosa.feature.spectral, "power_to_db", lambda S, **kw: power_to_db(S, top_db=79.0))
-    probe.cache_clear()
+    features._probe_stats.cache_clear()
     try:
-        assert "mfcc0 mean" in probe_mismatch(saved)
+        assert "mfcc0 mean" in features.probe_mismatch(saved)
     finally:
-        probe.cache_clear()  # the next caller computes it with librosa as it is
+        features._probe_stats.cache_clear()  # the next caller computes it with librosa as it is
+
+
+def test_the_fingerprint_allows_rounding_and_names_a_malformed_one():
+    from stream_ser.features import probe, probe_mismatch
+
+    p = probe()
+    nudged = {"mean": [v * (1 + 1e-5) for v in p["mean"]], "std": [v * (1 - 1e-5) for v in p["std"]]}
+    assert probe_mismatch({"features_probe": nudged}) is None
+    assert probe_mismatch({"kind": "window"}) is None  # a model from before fingerprints
+    for bad in ({"mean": p["mean"]}, [1, 2], "x", {"mean": p["mean"], "std": p["std"][:5]},
+                {"mean": [float("nan")] * len(p["mean"]), "std": p["std"]}, {"mean": [[1.0]], "std": [[1.0]]}):
+        assert "unreadable features_probe" in probe_mismatch({"features_probe": bad}), bad
+    assert "20 feature tracks" in probe_mismatch({"features_probe": {"mean": p["mean"][:20], "std": p["std"][:20]}})
+    p["mean"][0] = 123.0  # callers may keep and change what they got
+    assert probe()["mean"][0] != 123.0

@@ -80,6 +80,7 @@ def export_command(args) -> int:
         if not (Path(c).parent / "norm.json").is_file() and not normalise.shipped_meta(Path(c)):
             # shipping it would silently change how its inputs are normalised
             raise UserError(f"no norm.json beside {c}: its normalisation is unknown (keep the checkpoint in its run directory)")
+        normalise.spec_for(Path(c))  # trained on other features: refused before any work
     check = _check_windows(_data_dir(args), Path(args.checkpoints[0]))
     try:
         Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -177,7 +178,7 @@ def speech_distribution(model_path: Path, names: list[str], speech_dir: Path, ne
     import tempfile
     from collections import Counter
 
-    from ..emotion import EmotionModel
+    from ..emotion import EmotionModel, ModelError
     from ..pipeline import Pipeline, PipelineOptions
     from ..sources import FileSource
 
@@ -190,7 +191,12 @@ def speech_distribution(model_path: Path, names: list[str], speech_dir: Path, ne
             (models_dir / "emotion.keras").symlink_to(model_path.resolve())
             (models_dir / "labels.json").write_text(json.dumps({"labels": names, "normalisation": normalise.spec_for(model_path),
                                                                 "log_prior": normalise.shipped_meta(model_path).get("log_prior", {})}))
-        model = EmotionModel(models_dir, neutral_bias=neutral_bias)
+        try:
+            model = EmotionModel(models_dir, neutral_bias=neutral_bias)
+        except ModelError as e:
+            from ..cli import UserError
+
+            raise UserError(str(e)) from None
         files = sorted(speech_dir.glob("*.flac"))
         per_file = {}
         for f in files:
@@ -237,6 +243,7 @@ def evaluate_command(args) -> int:
     except ModelError as e:
         raise UserError(str(e)) from None
     bias = own if args.neutral_bias is None else args.neutral_bias
+    spec = normalise.spec_for(model_path)  # its normalisation, and one line if its features are not ours
     if args.speech:
         speech_dir = data.parent / "speech"
         r = speech_distribution(model_path, list(names), speech_dir, bias)
@@ -259,7 +266,6 @@ def evaluate_command(args) -> int:
         raise UserError(f"{model_path} was trained on {len(heard)} of the {len(speakers)} {args.split} speakers "
                         f"({', '.join(sorted(heard)[:3])}{', ...' if len(heard) > 3 else ''}): score it on speakers it has not heard")
     conditions = ("clean", "telephone", "noisy", "reverb", "mp3") if args.condition == "all" else (args.condition,)
-    spec = normalise.spec_for(model_path)
     results = []
     for c in conditions:
         t0 = time.perf_counter()

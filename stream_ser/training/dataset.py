@@ -100,7 +100,8 @@ def _key(split: str, variant: str, seed: int, limit: int | None, clips: list[Cli
     code += Path(__file__).read_bytes()
     # the file's size catches audio replaced under the same name (re-encoded, trimmed)
     rows = [(os.path.relpath(c.path, data_dir), c.speaker, c.emotion, c.path.stat().st_size if c.path.exists() else -1) for c in clips]
-    spec = json.dumps([split, variant, seed, limit, WindowOptions().__dict__, VadOptions().__dict__, rows])
+    # the fingerprint catches what the source does not: another librosa or numpy
+    spec = json.dumps([split, variant, seed, limit, WindowOptions().__dict__, VadOptions().__dict__, rows, features.probe()])
     return hashlib.sha1(spec.encode() + code).hexdigest()[:12]
 
 

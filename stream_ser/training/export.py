@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -65,6 +66,16 @@ def ensemble(checkpoints: list[Path]):
     return keras.Model(inp, out, name=f"{base}_x{len(members)}")
 
 
+def _with_probe(spec: dict, checkpoint: Path) -> dict:
+    if "features_probe" in spec:
+        return spec
+    # trained before fingerprints were recorded: nothing says which features
+    # it saw, so say so, and take this extractor's
+    print(f"note: {checkpoint} has no feature fingerprint (trained before they were recorded); labels.json gets this "
+          f"extractor's: check that its evaluate scores reproduce", file=sys.stderr)
+    return {**spec, "features_probe": probe()}
+
+
 def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: np.ndarray, neutral_bias: float = 0.0) -> dict:
     """Write ``emotion.keras``, ``emotion.tflite`` and ``labels.json`` to ``out_dir``.
     Several checkpoints are averaged into one model; ``neutral_bias`` is its
@@ -75,7 +86,8 @@ def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: n
     from .train import predict
 
     checkpoints = [Path(c) for c in ([checkpoints] if isinstance(checkpoints, (str, Path)) else checkpoints)]
-    if len({json.dumps(spec_for(c)) for c in checkpoints}) > 1:
+    # each member's fingerprint is checked against this extractor by spec_for
+    if len({json.dumps({k: v for k, v in spec_for(c).items() if k != "features_probe"}) for c in checkpoints}) > 1:
         raise ValueError("checkpoints with different normalisations cannot be averaged")
     model = ensemble(checkpoints)
     if neutral_bias and "neutral" not in labels:
@@ -105,9 +117,9 @@ def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: n
         "tflite_max_abs_diff": chosen[2],
         "input": {"frames": N_FRAMES, "features": N_FEATURES, "names": list(FEATURE_NAMES)},
         "features": {"sample_rate": SAMPLE_RATE, "frame_length": FRAME_LENGTH, "n_fft": N_FFT, "hop_length": HOP_LENGTH, "n_mfcc": 20, "n_mels": 64},
-        # stream_ser.features.normaliser() reads this; a checkpoint trained
-        # before probes were recorded gets this extractor's
-        "normalisation": {"features_probe": probe(), **spec_for(checkpoints[0])},
+        # stream_ser.features.normaliser() reads this, and the fingerprint
+        # of the features the checkpoint was trained on
+        "normalisation": _with_probe(spec_for(checkpoints[0]), checkpoints[0]),
         # added to the neutral log-probability at run time (stream_ser.emotion.reweight)
         "log_prior": {"neutral": neutral_bias},
         "window": WindowOptions().__dict__,
