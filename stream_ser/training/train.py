@@ -138,6 +138,7 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(opts.seed)
     resuming = resume and (out / "last.keras").exists()
+    spec = None  # the normalisation (and feature fingerprint) the model trains with
     if resuming:  # refused before anything in the run directory is rewritten
         if not (out / "state.json").is_file():
             from ..cli import UserError
@@ -145,7 +146,7 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
             raise UserError(f"{out} has a checkpoint but no state.json: cannot resume (train into a new --out)")
         _check_resume(json.loads((out / "state.json").read_text())["options"], opts, out)
         if (out / "norm.json").is_file():
-            normalise.spec_for(out / "last.keras")  # its features: refused now, before the features are computed
+            spec = normalise.spec_for(out / "last.keras")  # other features: refused now, before any are computed
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
         def loader(split, variant):
@@ -169,9 +170,7 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
         # a session is one speaker under one recording chain
         session = np.concatenate([[f"{v}/{s}" for s in w.speaker_of_window()] for v, w in zip(opts.variants, train_sets)])
         clean = train_sets[opts.variants.index("clean")] if "clean" in opts.variants else train_sets[0]
-        if resuming and (out / "norm.json").is_file():
-            spec = normalise.spec_for(out / "last.keras")  # what the checkpoint was trained with
-        else:
+        if spec is None:
             spec = normalise.make_spec(opts.norm, clean.x, opts.prior_windows, opts.scale)
             (out / "norm.json").write_text(json.dumps(spec) + "\n")
         val_x = normalise.for_evaluation(val.x, val.clip_of_window, val.clip_speakers, spec) if held_out else None
