@@ -11,7 +11,7 @@ import soundfile as sf
 from stream_ser.features import raw_features
 from stream_ser.training import normalise
 from stream_ser.training.dataset import EMOTIONS, label_of, read_manifest
-from stream_ser.training.metrics import clip_predictions, confusion, scores
+from stream_ser.training.metrics import clip_predictions, confusion, scores, ua_by_group
 from stream_ser.windows import clip_windows, cut
 
 from .conftest import SER, need_shared, run_cli
@@ -32,6 +32,15 @@ def test_scores_match_a_hand_computed_confusion_matrix():
     assert s["macro_f1"] == pytest.approx(np.mean(list(f1.values())))
     assert s["wa"] == pytest.approx(5 / 9)
     assert s["no_window"] == 1
+
+
+def test_ua_per_speaker_is_each_speakers_mean_recall_over_its_own_classes():
+    names = ["a", "b", "c"]
+    y_true = [0, 0, 1, 1, 2, 0, 1, 1]
+    y_pred = [0, 1, 1, 1, 0, 0, 2, 1]
+    spk = ["s1", "s1", "s1", "s1", "s1", "s2", "s2", "s2"]
+    # s1: a 1/2, b 2/2, c 0/1 -> 0.5; s2 has no "c" clip: a 1/1, b 1/2 -> 0.75
+    assert ua_by_group(y_true, y_pred, spk, names) == pytest.approx({"s1": 0.5, "s2": 0.75})
 
 
 def test_clip_prediction_averages_its_windows():
@@ -240,7 +249,9 @@ def test_train_with_val_trains_on_train_and_val_speakers_and_evaluate_refuses_th
     # the test speakers were not heard: scored as usual
     r = run_cli("evaluate", "--split", "test", "--model", tmp_path / "models", "--json", env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads(r.stdout)["n"] == sum(c.split == "test" for c in clips)
+    res = json.loads(r.stdout)
+    assert res["n"] == sum(c.split == "test" for c in clips)
+    assert set(res["ua_per_speaker"]) == {c.speaker for c in clips if c.split == "test"}
     # the features a checkpoint was trained on travel with it; on other
     # features it is neither scored nor trained on (train/serve skew)
     spec["features_probe"]["std"][1] *= 1.5  # as if RMS were computed differently now

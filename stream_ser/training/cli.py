@@ -129,7 +129,7 @@ def evaluate(model, spec: dict, split: str, condition: str, keep_calm: bool, dat
     ``split`` under ``condition``.  With session normalisation each speaker is
     one session, its clips heard in a fixed random order (:mod:`.normalise`).
     ``neutral_bias`` is the neutral log-prior, applied as the stream applies it."""
-    from .metrics import clip_predictions, scores
+    from .metrics import clip_predictions, scores, ua_by_group
     from .train import predict
 
     ws = load_windows(split, condition, data_dir=data, seed=seed)
@@ -141,6 +141,7 @@ def evaluate(model, spec: dict, split: str, condition: str, keep_calm: bool, dat
         probs = reweight(probs, prior_weights(names, neutral_bias))
     pred = clip_predictions(probs, ws.clip_of_window, len(ws.clip_emotions))
     result = scores(ws.clip_y(keep_calm), pred, names)
+    result["ua_per_speaker"] = ua_by_group(ws.clip_y(keep_calm), pred, ws.clip_speakers, names)
     result.update({"split": split, "condition": condition, "labels": list(names), "windows": int(len(ws.x)),
                    "speakers": sorted(set(ws.clip_speakers)), "model": model.name, "params": int(model.count_params()),
                    "normalisation": spec["kind"]})
@@ -284,6 +285,7 @@ def evaluate_command(args) -> int:
         print(f"{r['model']} on {r['split']} ({', '.join(r['speakers'])}), condition {r['condition']}, neutral prior {r['neutral_bias']:g}: "
               f"UA {r['ua']:.3f}  macro-F1 {r['macro_f1']:.3f}  WA {r['wa']:.3f}  ({r['n']} clips, {r['windows']} windows)")
         print("  recall: " + "  ".join(f"{k} {v:.2f}" for k, v in r["recall"].items()))
+        print("  UA per speaker: " + "  ".join(f"{k} {v:.3f}" for k, v in r["ua_per_speaker"].items()))
         if r["no_window"]:
             print(f"  {r['no_window']} clips had no speech window (counted as wrong)")
     return 0

@@ -35,6 +35,20 @@ def scores(y_true, y_pred, names) -> dict:
     }
 
 
+def ua_by_group(y_true, y_pred, groups, names) -> dict:
+    """UA within each group (a speaker): mean recall over the classes the group
+    has clips of.  Three test speakers make one UA; their spread says how far
+    one new voice can be from it."""
+    y_true, y_pred, groups = np.asarray(y_true), np.asarray(y_pred), np.asarray(groups)
+    out = {}
+    for g in sorted(set(groups.tolist())):
+        sel = groups == g
+        recall = scores(y_true[sel], y_pred[sel], names)["recall"]
+        present = set(y_true[sel].tolist())
+        out[str(g)] = float(np.mean([r for k, r in enumerate(recall.values()) if k in present]))
+    return out
+
+
 def clip_predictions(probs: np.ndarray, clip_of_window: np.ndarray, n_clips: int) -> np.ndarray:
     """A clip's label is the argmax of its windows' mean probabilities (-1: no window)."""
     out = np.full(n_clips, -1)
