@@ -13,6 +13,7 @@ import signal
 import sys
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INT, EXIT_TERM = 0, 1, 2, 130, 143
+EXIT_PIPE = 141  # the reader of our output went away (128 + SIGPIPE, as the shell reports a killed writer)
 
 
 class UserError(Exception):
@@ -163,8 +164,8 @@ def run_session(args) -> int:
     options = _pipeline_options(args)
     try:
         if args.command == "replay":
-            if args.speed < 0:
-                raise UserError("--speed must be 0 (as fast as possible) or positive")
+            if not (args.speed >= 0 and math.isfinite(args.speed)):
+                raise UserError("--speed must be 0 (as fast as possible) or a positive number")
             source = FileSource(args.file, speed=args.speed)
         else:
             source = MicSource(args.device, sample_rate=args.samplerate)
@@ -193,9 +194,9 @@ def run_session(args) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     files = [w.path for w in writers]
-    summary = SessionSummary(source_name=source.name, files=files)
+    summary = SessionSummary(source_name=source.name, files=files, transcript=options.transcript)
     plain = args.plain or not sys.stdout.isatty()
-    view = PlainPrinter(sys.stdout, sys.stderr) if plain else Dashboard(source_name=source.name, sample_rate=source.sample_rate,
+    view = PlainPrinter(sys.stdout, sys.stderr, on_closed=pipeline.stop) if plain else Dashboard(source_name=source.name, sample_rate=source.sample_rate,
                                                                        on_quit=pipeline.stop, transcript=options.transcript)
     error = None
     try:
@@ -220,11 +221,16 @@ def run_session(args) -> int:
     finally:
         for w in writers:
             w.close()
-    summary.print(sys.stderr if plain else None)
-    if error:
-        print(f"stream-ser: {error}", file=sys.stderr)
-        if code["value"] == EXIT_OK:
-            code["value"] = EXIT_ERROR
+    if plain and view.closed and code["value"] == EXIT_OK:
+        code["value"] = EXIT_PIPE
+    if error and code["value"] == EXIT_OK:
+        code["value"] = EXIT_ERROR
+    try:
+        summary.print(sys.stderr if plain else None)
+        if error:
+            print(f"stream-ser: {error}", file=sys.stderr)
+    except BrokenPipeError:  # stderr's reader went away too (`2>&1 | head`): the files are written
+        pass
     return code["value"]
 
 
@@ -268,8 +274,11 @@ def run() -> None:
     exit at once rather than wait for TensorFlow's and CTranslate2's slow
     interpreter teardown (Ctrl-C must end the process within 2 s)."""
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # a reader that went away
+            pass
     os._exit(code)
 
 

@@ -38,13 +38,17 @@ def _ms(value: float | None) -> str:
     return f"{value:.0f} ms" if value < 1000 else f"{value / 1000:.2f} s"
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 class SessionSummary:
     """Totals of a session, printed when it ends (also after Ctrl-C).
 
     Fed on the caller's thread like the views; not thread-safe."""
 
-    def __init__(self, source_name: str = "", files: list[str] | None = None):
-        self.source_name, self.files = source_name, files or []
+    def __init__(self, source_name: str = "", files: list[str] | None = None, transcript: bool = True):
+        self.source_name, self.files, self.transcript = source_name, files or [], transcript
         self.audio_seconds = 0.0
         self.speech_seconds = 0.0
         self.emotion_seconds: Counter = Counter()
@@ -88,8 +92,10 @@ class SessionSummary:
         counts = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items()))
         out = [f"session: {self.source_name}, {self.audio_seconds:.1f} s of audio ({speech:.1f} s speech) in {wall:.1f} s",
                f"emotion windows: {total} ({share})",
-               f"transcript: {self.words} words in {len(self.latency['transcript'])} spans",
                f"events: {counts or 'none'}"]
+        if self.transcript:
+            spans = len(self.latency["transcript"])
+            out.insert(2, f"transcript: {_plural(self.words, 'word')} in {_plural(spans, 'span')}")
         for stage, values in self.latency.items():
             if values:
                 p = percentiles(values)
@@ -108,25 +114,48 @@ class SessionSummary:
 
 
 class PlainPrinter:
-    """``--plain``: one line per event on stdout, status lines on stderr."""
+    """``--plain``: one line per event on stdout, status lines on stderr.
 
-    def __init__(self, out: TextIO, err: TextIO):
-        self.out, self.err = out, err
+    When the reader of either stream goes away (``stream-ser replay ... | head``),
+    printing stops, that stream is pointed at ``/dev/null`` (so that no later
+    flush fails) and ``on_closed`` is called once: the session then ends as it
+    does on Ctrl-C, with the files it writes complete up to that point.
+    """
+
+    def __init__(self, out: TextIO, err: TextIO, on_closed: Callable[[], None] | None = None):
+        self.out, self.err, self.on_closed = out, err, on_closed
+        self.closed = False
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.out.flush()
+        self._print(None, self.out)
         return False
+
+    def _print(self, line: str | None, stream: TextIO) -> None:
+        if self.closed:
+            return
+        try:
+            if line is not None:
+                print(line, file=stream)
+            stream.flush()
+        except BrokenPipeError:
+            self.closed = True
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+            except (OSError, ValueError):
+                pass
+            if self.on_closed:
+                self.on_closed()
 
     def update(self, event: Event) -> None:
         if isinstance(event, StatusEvent):
-            print(status_line(event), file=self.err, flush=True)
+            self._print(status_line(event), self.err)
             return
         line = plain_line(event)
         if line:
-            print(line, file=self.out, flush=True)
+            self._print(line, self.out)
 
 
 # ---------------------------------------------------------------- the look
@@ -225,9 +254,9 @@ class Dashboard:
         self._emotion: EmotionEvent | None = None
         self._emotion_at = -math.inf
         self._labels = [k for k in EMOTIONS if k != "calm"]  # the legend; the model's own once an event names them
-        self._spans: list[list] = []  # speech [start, end], end None while open
+        self._spans: list[list] = []  # speech [start, end, utterance], end None while open
         self._centres: list[float] = []  # emotion windows' centres, sorted, and the windows:
-        self._windows: list[tuple[float, float, float, str]] = []  # (centre, start, end, label or "?")
+        self._windows: list[tuple[float, float, float, str, int]] = []  # (centre, start, end, label or "?", utterance)
         self._lines: deque = deque(maxlen=200)  # committed (number, start, text, emotion)
         self._committed = 0
         self._partial: TranscriptEvent | None = None
@@ -264,7 +293,7 @@ class Dashboard:
                 if self._spans and self._spans[-1][1] is None:
                     self._spans[-1][1] = event.start
                 if event.state == "start":
-                    self._spans.append([event.start, None])
+                    self._spans.append([event.start, None, event.utterance])
                     self._utterance = event.utterance
                 self._in_speech = event.state == "start"
                 v.update(("health", "now", "timeline"))
@@ -276,7 +305,7 @@ class Dashboard:
                 i = bisect_right(self._centres, centre)
                 self._centres.insert(i, centre)
                 self._windows.insert(i, (centre, event.start, event.end,
-                                         event.label if event.confidence >= self.min_confidence else "?"))
+                                         event.label if event.confidence >= self.min_confidence else "?", event.utterance))
                 self._lat["emotion"].append(event.latency_ms)
                 v.update(("health", "now", "timeline"))
             elif isinstance(event, TranscriptEvent):
@@ -533,9 +562,9 @@ class Dashboard:
         a0, a1 = first * dt, (first + n) * dt
         with self._lock:
             # utterances are never an hour long: those starting earlier are over before the strip begins
-            spans = [(a, b if b is not None else audio) for a, b in self._spans[bisect_left(self._spans, [a0 - 3600]):]]
+            spans = [(a, b if b is not None else audio, u) for a, b, u in self._spans[bisect_left(self._spans, [a0 - 3600]):]]
             windows = self._windows[bisect_left(self._centres, a0 - 3.0):bisect_right(self._centres, a1 + 3.0)]
-        starts = [a for a, _ in spans]
+        starts = [a for a, _, _ in spans]
         centres = [w[0] for w in windows]
         cells = []
         for k in range(first, first + n):
@@ -543,18 +572,24 @@ class Dashboard:
             if b <= 0 or a >= audio:
                 cells.append(BEFORE)
                 continue
-            speech, j = 0.0, bisect_right(starts, b) - 1
+            speech, heard, j = 0.0, set(), bisect_right(starts, b) - 1
             while j >= 0 and spans[j][1] > a:  # spans do not overlap: walk back over those reaching into the cell
                 speech += min(b, spans[j][1]) - max(a, spans[j][0])
+                heard.add(spans[j][2])
                 j -= 1
             if speech < min(0.5 * (min(b, audio) - max(a, 0.0)), 0.5):  # the newest cell is only partly heard
                 cells.append(SILENCE)
                 continue
+            # a window runs on past the end of its utterance: the speech in a
+            # cell is told by the windows of its own utterance where there are any
             i0, i1 = bisect_left(centres, a), bisect_left(centres, b)
             if i1 > i0:
-                cells.append(Counter(w[3] for w in windows[i0:i1]).most_common(1)[0][0])
+                centred = windows[i0:i1]
+                centred = [w for w in centred if w[4] in heard] or centred
+                cells.append(Counter(w[3] for w in centred).most_common(1)[0][0])
                 continue
             near = [w for w in windows[max(0, i0 - 1):i0 + 1] if w[1] < b and w[2] > a]
+            near = [w for w in near if w[4] in heard] or near
             cells.append(min(near, key=lambda w: abs(w[0] - (a + b) / 2))[3] if near else PENDING)
         self._caches["cells"] = (key, cells)
         return cells, dt, first

@@ -30,10 +30,11 @@ class ModelError(Exception):
 
 
 @contextlib.contextmanager
-def quiet_stderr():
+def quiet_stderr(replay_on_error: bool = True):
     """Silence C++ chatter on fd 2 (TensorFlow's CUDA probes and oneDNN notices,
-    TFLite's XNNPACK line): it is written before any log level applies.  What
-    was written is replayed if the block fails."""
+    TFLite's XNNPACK line, libsndfile's MP3 decoder notes): it is written before
+    any log level applies.  What was written is replayed if the block fails,
+    unless ``replay_on_error`` is false (the caller's one-line error says it)."""
     saved = os.dup(2)
     with tempfile.TemporaryFile() as log:
         os.dup2(log.fileno(), 2)
@@ -41,8 +42,9 @@ def quiet_stderr():
             yield
         except BaseException:
             os.dup2(saved, 2)
-            log.seek(0)
-            sys.stderr.write(log.read().decode(errors="replace"))
+            if replay_on_error:
+                log.seek(0)
+                sys.stderr.write(log.read().decode(errors="replace"))
             raise
         finally:
             os.dup2(saved, 2)

@@ -31,6 +31,8 @@ from .transcribe import TranscribeOptions, Transcriber, load_whisper
 from .vad import VadGate, VadOptions
 from .windows import Windower, WindowOptions
 
+UNHEARD_SECONDS, UNHEARD_PEAK = 10.0, 0.01  # no speech for 10 s and no sample above -40 dBFS: warn
+
 
 @dataclass
 class PipelineOptions:
@@ -99,6 +101,7 @@ class Pipeline:
         self._level_sq, self._level_n, self._peak, self._clipped = 0.0, 0, 0.0, 0
         self._speech_sq, self._speech_n = 0.0, 0  # level of the blocks the VAD calls speech
         self._speech_recent: deque = deque(maxlen=3)  # ... in the last three status intervals
+        self._unheard, self._unheard_peak = 0, 0.0  # samples since the VAD last heard speech, and their peak
         self._last_status = 0.0
         self._losses_seen = (0, 0)
         self._skipped_seen = 0.0
@@ -134,6 +137,12 @@ class Pipeline:
         speech_sq, speech_n = map(sum, zip(*self._speech_recent))
         if speech_n >= SAMPLE_RATE // 2 and 10 * math.log10(speech_sq / speech_n + 1e-20) < -45:
             warnings.append("input very quiet")
+        # speech too quiet for the VAD is never "speech": say so when nothing
+        # has been heard for a while and even the loudest sample is faint
+        # (a working microphone in a quiet room peaks near -40 dBFS; speech far above)
+        if self._unheard >= UNHEARD_SECONDS * SAMPLE_RATE and self._unheard_peak < UNHEARD_PEAK:
+            faint = "silent" if self._unheard_peak == 0 else f"very quiet (peak {20 * math.log10(self._unheard_peak):.0f} dBFS)"
+            warnings.append(f"no speech for {self._unheard / SAMPLE_RATE:.0f} s, input {faint}: check the microphone gain")
         # warn while losses grow, not for the rest of the session after one
         if dropped > self._losses_seen[0] or self.dropped_windows > self._losses_seen[1]:
             warnings.append("audio is being dropped")
@@ -182,6 +191,10 @@ class Pipeline:
                 if self.gate.in_speech:
                     self._speech_sq += float(np.dot(block, block))
                     self._speech_n += len(block)
+                    self._unheard, self._unheard_peak = 0, 0.0
+                else:
+                    self._unheard += len(block)
+                    self._unheard_peak = max(self._unheard_peak, float(np.abs(block).max(initial=0.0)))
                 self._dispatch_windows(self.windower.ready(self.ring.written, self.gate.speech_until))
                 if time.time() - self._last_status >= self.options.status_interval:
                     self._status()
@@ -206,7 +219,10 @@ class Pipeline:
                     if self.transcriber.is_alive():
                         self.transcriber.stop()
                         self.transcriber.join(0.5)
-                self._status()
+                try:
+                    self._status()
+                except Exception as e:  # reported, and the events end: a caller must never wait forever
+                    self.error = self.error or e
                 for worker in (self.emotion, self.transcriber):
                     if worker is not None and worker.error is not None and self.error is None:
                         self.error = worker.error

@@ -8,6 +8,7 @@ streaming resampler, so the stream clock is 16 kHz whatever the device or file
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import shutil
@@ -89,8 +90,11 @@ class FileSource(Source):
     def __init__(self, path: str | os.PathLike, speed: float = 1.0, block_seconds: float = 0.032):
         self.path = os.fspath(path)
         self.name = os.path.basename(self.path)
+        if not (speed >= 0 and math.isfinite(speed)):  # also refuses nan
+            raise ValueError(f"speed must be 0 (as fast as possible) or a positive number, not {speed}")
         self.speed = speed
         self.live = False
+        self._stop = threading.Event()
         self.block_seconds = block_seconds
         self._ffmpeg: subprocess.Popen | None = None
         if not os.path.exists(self.path):
@@ -103,8 +107,13 @@ class FileSource(Source):
             raise SourceError(f"{self.path}: file is empty")
         import soundfile as sf
 
+        from .emotion import quiet_stderr
+
         try:
-            self._file = sf.SoundFile(self.path)
+            # libsndfile's MP3 decoder writes notes ("Illegal Audio-MPEG-Header")
+            # on fd 2 for a damaged or mislabelled file: the error below says it in one line
+            with quiet_stderr(replay_on_error=False):
+                self._file = sf.SoundFile(self.path)
             self.sample_rate, self.channels = self._file.samplerate, self._file.channels
             self.frames = self._file.frames
             if self.frames <= 0:
@@ -181,12 +190,15 @@ class FileSource(Source):
             y = resampler.resample_chunk(x, last=last) if resampler else x
             if self.speed > 0:  # pace like a microphone: a block exists once its audio has played
                 delay = t0 + read / self.sample_rate / self.speed - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                if delay > 0 and self._stop.wait(delay):  # a stop ends the wait, however slow the pace
+                    return
             if len(y):
                 yield y, time.time()
             if last:
                 return
+
+    def request_stop(self) -> None:
+        self._stop.set()
 
     def close(self) -> None:
         if self._file is not None:

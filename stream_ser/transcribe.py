@@ -128,6 +128,7 @@ class _Utterance:
     index: int
     begin: int  # first sample to decode (onset less pre-roll)
     end: int | None = None
+    onset: int = 0  # the VAD's first speech frame
     decode_from: int = 0  # start of the audio decoded; moves only when a decode would grow too long
     decoded_to: int = 0
     committed_until: int = 0  # end of the last committed word
@@ -180,7 +181,7 @@ class Transcriber(threading.Thread):
                 if self._previous is not None and begin - self._previous < self.options.context * SAMPLE_RATE:
                     begin = self._previous
                 self._previous = m.preroll_start
-                self._utts.append(_Utterance(self._count, m.preroll_start, decode_from=begin,
+                self._utts.append(_Utterance(self._count, m.preroll_start, onset=m.sample, decode_from=begin,
                                               decoded_to=m.preroll_start, committed_until=m.preroll_start))
             elif self._utts:
                 self._utts[-1].end = m.sample
@@ -214,9 +215,13 @@ class Transcriber(threading.Thread):
             u.committed_until = max(u.committed_until, words[-1].end)
         now = time.time()
         captured = self.ring.capture_time(max(words[-1].end, words[0].start + 1) - 1) if words else now
+        # Whisper's word times drift, most after a pause (the first word can start
+        # half a second early, over silence): a span starts no earlier than its
+        # utterance's onset and ends no later than the audio
+        start = max(words[0].start, u.onset) if words else u.decode_from
+        end = max(start, min(words[-1].end, self.ring.written)) if words else start
         self.emit(TranscriptEvent(
-            type="transcript", start=round((words[0].start if words else u.decode_from) / SAMPLE_RATE, 3),
-            end=round((words[-1].end if words else u.decode_from) / SAMPLE_RATE, 3), emitted_at=now,
+            type="transcript", start=round(start / SAMPLE_RATE, 3), end=round(end / SAMPLE_RATE, 3), emitted_at=now,
             latency_ms=round(max(0.0, now - captured) * 1000, 1), text=text, final=final, utterance=u.index))
 
     def _finish_utterances(self) -> None:

@@ -48,6 +48,20 @@ def test_bad_file(tmp_path, case):
     one_line_error(run_cli("replay", path, "--speed", "0", "--plain"), str(path))
 
 
+def test_text_named_mp3_is_one_line(tmp_path):
+    """libsndfile's MP3 decoder writes its own notes on stderr for such a file."""
+    path = tmp_path / "call.mp3"
+    path.write_text("not audio at all, just text\n" * 200)
+    r = run_cli("replay", path, "--speed", "0", "--plain")
+    one_line_error(r, str(path))
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_speed_must_be_a_finite_pace(tone, value):
+    one_line_error(run_cli("replay", tone, "--plain", f"--speed={value}"), "--speed")
+
+
 def test_unreadable_file(tmp_path):
     if os.geteuid() == 0:
         pytest.skip("root reads any file")

@@ -137,6 +137,20 @@ def test_a_new_utterance_does_not_inherit_the_old_emotion():
     assert "S A D   0.45" in "\n".join(render(dash))  # still talking: stays "now" past the hold
 
 
+def test_timeline_tells_an_utterance_by_its_own_windows():
+    """JFK's "ask not" (3.3-4.4 s) follows a pause; the last window of the
+    sentence before it (1.66-4.16 s, happy) runs on into it and is nearer the
+    cell's middle than the new utterance's first window (neutral)."""
+    dash = Dashboard(clock=Clock(), whole_session=False)
+    events = [status(1, False, -math.inf), speech(0.06, "start", 0), speech(2.28, "end", 0), speech(3.27, "start", 1),
+              speech(4.41, "end", 1)]
+    windows = [(0.0, "happy", 0), (0.66, "happy", 0), (1.66, "happy", 0), (2.87, "neutral", 1), (3.87, "neutral", 1)]
+    events += [emotion(t, label, 0.5, utt=u) for t, label, u in windows] + [status(6, False)]
+    for ev in events:
+        dash.update(ev)
+    assert timeline_strip(render(dash))[:5] == "HH·N·"
+
+
 def test_listening_before_any_event():
     text = "\n".join(render(Dashboard("mic", 16000)))
     assert "LISTENING" in text and "no speech yet" in text and "waiting for speech" in text
@@ -306,8 +320,13 @@ def test_summary_covers_the_session():
     text = "\n".join(summary.lines())
     assert "session: call.wav, 4.0 s of audio (2.5 s speech)" in text
     assert "emotion windows: 3 (happy 67%, sad 33%)" in text
-    assert "transcript: 2 words in 1 spans" in text and "emotion latency: p50 120 ms" in text
+    assert "transcript: 2 words in 1 span\n" in text and "emotion latency: p50 120 ms" in text
     assert "events written to: out.jsonl" in text
+    # without a transcriber there is no transcript line to report
+    quiet = SessionSummary("call.wav", transcript=False)
+    for ev in [status(1, False, -math.inf), emotion(0.5)]:
+        quiet.update(ev)
+    assert not any(line.startswith("transcript") for line in quiet.lines())
 
 
 # ---------------------------------------------------------------- slow: the real CLI in tmux

@@ -49,6 +49,54 @@ def test_clipping_and_quiet_input_warn(tmp_path, jfk, emotion_model):
     assert not warn(jfk)  # ordinary speech with pauses: no warning at all
 
 
+def test_speech_too_quiet_for_the_vad_warns(tmp_path, jfk, emotion_model):
+    """A microphone turned far down: nothing reaches the VAD as speech, so
+    there is no speech level to judge; the stream says so instead of waiting."""
+    audio = jfk_audio(jfk)
+    faint = tmp_path / "faint.wav"
+    sf.write(faint, np.tile(audio, 2) * 10 ** (-62 / 20), SR, subtype="FLOAT")  # peak near -64 dBFS, 22 s
+    events = run_pipeline(faint, emotion_model, speed=0)
+    assert not [e for e in events if e["type"] == "speech"]
+    warnings = [w for e in events if e["type"] == "status" for w in e["warnings"]]
+    assert any(w.startswith("no speech for") and "very quiet (peak -6" in w for w in warnings), warnings
+
+
+def test_closed_stdout_ends_the_session_cleanly(tmp_path, jfk):
+    """`stream-ser replay call.wav | head -2`: the reader goes away; the
+    session ends as on Ctrl-C (exit 141), every event so far is in the JSONL."""
+    jsonl = tmp_path / "e.jsonl"
+    p = subprocess.Popen(CLI + ["replay", str(jfk), "--speed", "1", "--plain", "--no-transcript", "--jsonl", str(jsonl)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, text=True,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    first = p.stdout.readline()
+    p.stdout.close()  # as `head -1` does once it has its line
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == 141, err[-2000:]
+    assert "emotion" in first and "Traceback" not in err and "terminate called" not in err, err[-2000:]
+    events = read_events(jsonl)  # every line is whole JSON
+    emo = [e for e in events if e["type"] == "emotion"]
+    assert emo and emo[-1]["end"] < 10.0  # ended early, at real-time pace
+    assert "session: jfk.flac" in err  # the summary still goes to stderr
+
+
+def test_stop_ends_a_slow_replay_at_once(jfk):
+    """A replay paced far below real time (`--speed 1e-6`) waits about 9 hours
+    for its first block; a stop (Ctrl-C, SIGTERM, q) must not wait with it."""
+    import threading
+
+    source = FileSource(jfk, speed=1e-6)
+    blocks = []
+    reader = threading.Thread(target=lambda: blocks.extend(source.blocks()))
+    reader.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    source.request_stop()
+    reader.join(5.0)
+    assert not reader.is_alive() and time.monotonic() - t0 < 1.0
+    assert blocks == []  # nothing had played yet
+    source.close()
+
+
 def test_read_only_output_path(tmp_path, jfk):
     if os.access("/sys", os.W_OK) and not os.path.exists("/sys/kernel"):
         pytest.skip("no read-only location")

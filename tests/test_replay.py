@@ -92,6 +92,10 @@ def test_cli_replay_exports(tmp_path, jfk):
         # no event claims audio after the recording's end (the last windows are padded, not longer)
         assert 0 <= e["start"] <= e["end"] <= duration + 1e-3, e
     finals = [e for e in events if e["type"] == "transcript" and e["final"]]
+    # a span starts where its utterance's speech does, not over the pause before it
+    # (Whisper put "ask not" at 2.75 s; the VAD hears it from 3.27 s)
+    onset = {e["utterance"]: e["start"] for e in events if e["type"] == "speech" and e["state"] == "start"}
+    assert all(e["start"] >= onset[e["utterance"]] - 1e-3 for e in finals), (finals, onset)
     text = " ".join(e["text"] for e in finals).lower()
     for w in ("fellow", "americans", "country"):
         assert w in text, text
