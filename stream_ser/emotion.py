@@ -34,7 +34,17 @@ def quiet_stderr(replay_on_error: bool = True):
     """Silence C++ chatter on fd 2 (TensorFlow's CUDA probes and oneDNN notices,
     TFLite's XNNPACK line, libsndfile's MP3 decoder notes): it is written before
     any log level applies.  What was written is replayed if the block fails,
-    unless ``replay_on_error`` is false (the caller's one-line error says it)."""
+    unless ``replay_on_error`` is false (the caller's one-line error says it).
+    fd 2 belongs to the process: other threads' writes meanwhile are silenced
+    too, and callers take turns (a lock) so that fd 2 is always restored."""
+    with _fd2_lock:
+        yield from _quiet_fd2(replay_on_error)
+
+
+_fd2_lock = threading.RLock()  # re-entrant: a silenced block may load a model that silences again
+
+
+def _quiet_fd2(replay_on_error: bool):
     saved = os.dup(2)
     with tempfile.TemporaryFile() as log:
         os.dup2(log.fileno(), 2)

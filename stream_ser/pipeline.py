@@ -101,7 +101,8 @@ class Pipeline:
         self._level_sq, self._level_n, self._peak, self._clipped = 0.0, 0, 0.0, 0
         self._speech_sq, self._speech_n = 0.0, 0  # level of the blocks the VAD calls speech
         self._speech_recent: deque = deque(maxlen=3)  # ... in the last three status intervals
-        self._unheard, self._unheard_peak = 0, 0.0  # samples since the VAD last heard speech, and their peak
+        self._heard_any = False  # has the VAD heard speech in this session?
+        self._unheard, self._unheard_peak = 0, 0.0  # samples before it did, and their peak
         self._last_status = 0.0
         self._losses_seen = (0, 0)
         self._skipped_seen = 0.0
@@ -137,12 +138,14 @@ class Pipeline:
         speech_sq, speech_n = map(sum, zip(*self._speech_recent))
         if speech_n >= SAMPLE_RATE // 2 and 10 * math.log10(speech_sq / speech_n + 1e-20) < -45:
             warnings.append("input very quiet")
-        # speech too quiet for the VAD is never "speech": say so when nothing
-        # has been heard for a while and even the loudest sample is faint
-        # (a working microphone in a quiet room peaks near -40 dBFS; speech far above)
-        if self._unheard >= UNHEARD_SECONDS * SAMPLE_RATE and self._unheard_peak < UNHEARD_PEAK:
+        # speech too quiet for the VAD is never "speech", so the level check above
+        # never runs: say so when a session has heard no speech at all for a
+        # while and even its loudest sample is faint (speech peaks far above
+        # -40 dBFS); a pause after speech is not a microphone problem
+        if not self._heard_any and self._unheard >= UNHEARD_SECONDS * SAMPLE_RATE and self._unheard_peak < UNHEARD_PEAK:
             faint = "silent" if self._unheard_peak == 0 else f"very quiet (peak {20 * math.log10(self._unheard_peak):.0f} dBFS)"
-            warnings.append(f"no speech for {self._unheard / SAMPLE_RATE:.0f} s, input {faint}: check the microphone gain")
+            advice = ": check the microphone gain" if self.source.live else ""
+            warnings.append(f"no speech in the first {self._unheard / SAMPLE_RATE:.0f} s, input {faint}{advice}")
         # warn while losses grow, not for the rest of the session after one
         if dropped > self._losses_seen[0] or self.dropped_windows > self._losses_seen[1]:
             warnings.append("audio is being dropped")
@@ -191,8 +194,8 @@ class Pipeline:
                 if self.gate.in_speech:
                     self._speech_sq += float(np.dot(block, block))
                     self._speech_n += len(block)
-                    self._unheard, self._unheard_peak = 0, 0.0
-                else:
+                    self._heard_any = True
+                elif not self._heard_any:
                     self._unheard += len(block)
                     self._unheard_peak = max(self._unheard_peak, float(np.abs(block).max(initial=0.0)))
                 self._dispatch_windows(self.windower.ready(self.ring.written, self.gate.speech_until))
@@ -203,30 +206,32 @@ class Pipeline:
         except BaseException as e:
             self.error = e
         finally:
-            self.source.close()
             try:
-                self._route(self.gate.flush(), time.time())
-                self._dispatch_windows(self.windower.flush(self.ring.written))
-            finally:
-                self.emotion.windows.put(None)
-                if self.transcriber:
-                    self.transcriber.finish()
-                self.ring.close()
-                self.emotion.join()
-                if self.transcriber:
-                    # stopping early: the open utterance gets a moment for its last commit
-                    self.transcriber.join(None if not self._stop.is_set() else 0.7)
-                    if self.transcriber.is_alive():
-                        self.transcriber.stop()
-                        self.transcriber.join(0.5)
+                self.source.close()
                 try:
+                    self._route(self.gate.flush(), time.time())
+                    self._dispatch_windows(self.windower.flush(self.ring.written))
+                finally:
+                    self.emotion.windows.put(None)
+                    if self.transcriber:
+                        self.transcriber.finish()
+                    self.ring.close()
+                    self.emotion.join()
+                    if self.transcriber:
+                        # stopping early: the open utterance gets a moment for its last commit
+                        self.transcriber.join(None if not self._stop.is_set() else 0.7)
+                        if self.transcriber.is_alive():
+                            self.transcriber.stop()
+                            self.transcriber.join(0.5)
+                            self.transcriber.commit_hypotheses()  # the words shown so far stay in the files
                     self._status()
-                except Exception as e:  # reported, and the events end: a caller must never wait forever
-                    self.error = self.error or e
-                for worker in (self.emotion, self.transcriber):
-                    if worker is not None and worker.error is not None and self.error is None:
-                        self.error = worker.error
-                self._out.put(None)
+                    for worker in (self.emotion, self.transcriber):
+                        if worker is not None and worker.error is not None and self.error is None:
+                            self.error = worker.error
+            except Exception as e:  # reported; the events end all the same
+                self.error = self.error or e
+            finally:
+                self._out.put(None)  # a caller of events() must never wait forever
 
     # ---- caller's thread --------------------------------------------------
     def events(self) -> Iterator[Event]:

@@ -189,9 +189,10 @@ class FileSource(Source):
             read += len(x)
             y = resampler.resample_chunk(x, last=last) if resampler else x
             if self.speed > 0:  # pace like a microphone: a block exists once its audio has played
-                delay = t0 + read / self.sample_rate / self.speed - time.monotonic()
-                if delay > 0 and self._stop.wait(delay):  # a stop ends the wait, however slow the pace
-                    return
+                due = t0 + read / self.sample_rate / self.speed
+                while (delay := due - time.monotonic()) > 0:  # in pieces: Event.wait refuses huge timeouts
+                    if self._stop.wait(min(delay, 3600.0)):  # a stop ends the wait, however slow the pace
+                        return
             if len(y):
                 yield y, time.time()
             if last:

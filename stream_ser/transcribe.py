@@ -154,6 +154,9 @@ class Transcriber(threading.Thread):
         self.skipped_seconds = 0.0
         self.error: BaseException | None = None
         self._halt = threading.Event()
+        self._emit_lock = threading.Lock()
+        self._sealed = False  # after commit_hypotheses: a late decode's words are not emitted
+        self._shown: dict[int, list[Word]] = {}  # utterance -> words of its partial not yet final
 
     # called from the capture thread
     def utterance(self, u: Utterance) -> None:
@@ -208,7 +211,31 @@ class Transcriber(threading.Thread):
         """Words after what is already committed (the decode re-reads committed audio)."""
         return [w for w in words if (w.start + w.end) // 2 >= u.committed_until]
 
+    def commit_hypotheses(self) -> None:
+        """Commit each open utterance's latest partial as final text, and emit
+        nothing after it.  For a session that ends early (:meth:`stop`) whose
+        last decode did not finish in time: the words already shown stay in the
+        transcript files.  Called by the pipeline's capture thread after
+        :meth:`stop`; this thread may still be decoding."""
+        with self._emit_lock:
+            for u in list(self._utts):
+                shown = self._shown.get(u.index)
+                if shown:
+                    self._emit_event(u, shown, final=True)
+            self._sealed = True
+
     def _event(self, u: _Utterance, words: list[Word], final: bool) -> None:
+        with self._emit_lock:
+            if self._sealed:
+                return
+            # what a partial shows until a final commits it (commit_hypotheses' words)
+            if final and words:
+                self._shown[u.index] = [w for w in self._shown.get(u.index, []) if (w.start + w.end) // 2 >= words[-1].end]
+            elif not final:
+                self._shown[u.index] = list(words)
+            self._emit_event(u, words, final)
+
+    def _emit_event(self, u: _Utterance, words: list[Word], final: bool) -> None:
         text = "".join(w.text for w in words).strip()
         if final and text:
             u.committed_text = (u.committed_text + " " + text).strip()

@@ -58,7 +58,13 @@ def test_speech_too_quiet_for_the_vad_warns(tmp_path, jfk, emotion_model):
     events = run_pipeline(faint, emotion_model, speed=0)
     assert not [e for e in events if e["type"] == "speech"]
     warnings = [w for e in events if e["type"] == "status" for w in e["warnings"]]
-    assert any(w.startswith("no speech for") and "very quiet (peak -6" in w for w in warnings), warnings
+    assert any(w.startswith("no speech in the first") and "very quiet (peak -6" in w for w in warnings), warnings
+    # a quiet room after ordinary speech is a pause, not a microphone turned down
+    pause = tmp_path / "pause.wav"
+    room = np.random.default_rng(0).standard_normal(12 * SR).astype(np.float32) * 10 ** (-60 / 20)
+    sf.write(pause, np.concatenate([audio, room]), SR, subtype="FLOAT")
+    warnings = [w for e in run_pipeline(pause, emotion_model, speed=0) if e["type"] == "status" for w in e["warnings"]]
+    assert not [w for w in warnings if w.startswith("no speech")], warnings
 
 
 def test_closed_stdout_ends_the_session_cleanly(tmp_path, jfk):
@@ -198,6 +204,40 @@ class SlowWhisper:
     def transcribe(self, audio, **kw):
         time.sleep(4.0)
         return iter([]), None
+
+
+class SlowAtTheEnd:
+    """The real model, but once ``slow`` is set each decode first waits 3 s:
+    the last decode of a session stopped on a busy machine."""
+
+    def __init__(self, model):
+        self.model, self.slow = model, False
+
+    def transcribe(self, audio, **kw):
+        if self.slow:
+            time.sleep(3.0)
+        return self.model.transcribe(audio, **kw)
+
+
+def test_stop_keeps_the_words_already_shown(jfk, emotion_model, whisper_model):
+    """Ctrl-C mid-sentence while the last decode is too slow to finish within
+    the 2 s exit budget: the partial text on screen is committed as final, so
+    it reaches the JSONL and SRT as final text, and nothing comes after it."""
+    whisper = SlowAtTheEnd(whisper_model)
+    pipeline = Pipeline(FileSource(jfk, speed=1.0), PipelineOptions(), emotion_model=emotion_model, whisper_model=whisper)
+    events, shown = [], None
+    for ev in pipeline.events():
+        events.append(ev)
+        if shown is None and ev.type == "transcript" and not ev.final and ev.text and ev.start > 5.0:
+            shown = ev  # "what your country ...", still open
+            whisper.slow = True
+            pipeline.stop()
+    assert shown is not None, [e for e in events if e.type == "transcript"]
+    after = [e for e in events[events.index(shown) + 1:] if e.type == "transcript" and e.utterance == shown.utterance]
+    assert len(after) == 1 and after[0].final and after[0].text == shown.text, after
+    assert after[0].emotion is not None  # tagged like any final
+    finals = [e.text for e in events if e.type == "transcript" and e.final]
+    assert len(finals) == len(set(finals)), finals  # nothing committed twice
 
 
 def test_transcriber_that_cannot_keep_up_skips_visibly(jfk, emotion_model):
