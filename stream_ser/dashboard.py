@@ -533,13 +533,19 @@ class Dashboard:
             if st.skipped_audio_s:
                 grid.add_row("skipped", Text(f"{st.skipped_audio_s:.1f} s not transcribed", style="gold3"))
         # latency in ms (last, p50, p95 of recent events) and compute time / audio time per stage
+        # in a narrow panel (a terminal under ~74 columns) only the median and the compute ratio fit
+        narrow = width < 37
         lat = Table.grid(padding=(0, 1))
-        for justify in ("left", "right", "right", "right", "right"):
+        heads = ("latency ms", "p50", "compute") if narrow else ("latency ms", "last", "p50", "p95", "compute")
+        for justify in ("left", *["right"] * (len(heads) - 1)):
             lat.add_column(justify=justify, no_wrap=True)
-        lat.add_row(*(Text(h, style="dim") for h in ("latency ms", "last", "p50", "p95", "compute")))
+        lat.add_row(*(Text(h, style="dim") for h in heads))
         ratios = st.compute_ratio if st is not None else {}
         for stage, values in s["lat"].items():
-            row = [f"{v:.0f}" for v in (values[-1], *np.percentile(values, (50, 95)))] if values else ["-"] * 3
+            if narrow:
+                row = [f"{np.percentile(values, 50):.0f}"] if values else ["-"]
+            else:
+                row = [f"{v:.0f}" for v in (values[-1], *np.percentile(values, (50, 95)))] if values else ["-"] * 3
             r = ratios.get(stage)
             ratio = Text("-" if r is None else f"{r:.2f}×", style="bold red3" if r and r >= 1 else "gold3" if r and r >= 0.7 else "")
             lat.add_row(stage, *row, ratio)

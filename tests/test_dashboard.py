@@ -106,6 +106,14 @@ def test_renders_every_region_in_80x24():
     assert "|0:00" in lines[lines.index(next(x for x in lines if "emotion timeline" in x)) + 2]
 
 
+def test_narrow_terminal_keeps_the_latency_table_readable():
+    dash = Dashboard("test mic", 48000, clock=Clock(), whole_session=False)
+    session(dash)
+    text = "\n".join(render(dash, 60, 16))
+    # too narrow for last/p50/p95: the median and the compute ratio, whole
+    assert re.search(r"latency ms\s+p50\s+compute", text) and re.search(r"transcript\s+1500\s+0\.75×", text), text
+
+
 def test_now_shows_emotion_uncertain_and_listening():
     clock = Clock()
     dash = Dashboard(clock=clock, min_confidence=0.2, hold=2.0)
