@@ -164,13 +164,13 @@ def run_session(args) -> int:
     options = _pipeline_options(args)
     try:
         if args.command == "replay":
-            if not (args.speed >= 0 and math.isfinite(args.speed)):
-                raise UserError("--speed must be 0 (as fast as possible) or a positive number")
             source = FileSource(args.file, speed=args.speed)
         else:
             source = MicSource(args.device, sample_rate=args.samplerate)
     except SourceError as e:
         raise UserError(str(e)) from None
+    except ValueError as e:  # FileSource checks --speed
+        raise UserError(f"--{e}") from None
     writers = _open_writers(args)
     from .pipeline import Pipeline
 

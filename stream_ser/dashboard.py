@@ -143,7 +143,9 @@ class PlainPrinter:
         except BrokenPipeError:
             self.closed = True
             try:
-                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, stream.fileno())
+                os.close(null)
             except (OSError, ValueError):
                 pass
             if self.on_closed:

@@ -188,7 +188,8 @@ class Pipeline:
                 self.ring.write(block, captured_at, wait=not self.source.live)
                 self._level_sq += float(np.dot(block, block))
                 self._level_n += len(block)
-                self._peak = max(self._peak, float(np.abs(block).max()))
+                peak = float(np.abs(block).max(initial=0.0))
+                self._peak = max(self._peak, peak)
                 self._clipped += int(np.count_nonzero(np.abs(block) >= 0.999))
                 self._route(self.gate.push(block), captured_at)
                 if self.gate.in_speech:
@@ -197,7 +198,7 @@ class Pipeline:
                     self._heard_any = True
                 elif not self._heard_any:
                     self._unheard += len(block)
-                    self._unheard_peak = max(self._unheard_peak, float(np.abs(block).max(initial=0.0)))
+                    self._unheard_peak = max(self._unheard_peak, peak)
                 self._dispatch_windows(self.windower.ready(self.ring.written, self.gate.speech_until))
                 if time.time() - self._last_status >= self.options.status_interval:
                     self._status()
