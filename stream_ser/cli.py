@@ -12,12 +12,10 @@ import os
 import signal
 import sys
 
+from .errors import DeviceLost, ModelError, SourceError, StageError, StreamSerError, UsageError
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INT, EXIT_TERM = 0, 1, 2, 130, 143
 EXIT_PIPE = 141  # the reader of our output went away (128 + SIGPIPE, as the shell reports a killed writer)
-
-
-class UserError(Exception):
-    """Bad input: one line on stderr, exit 2."""
 
 
 def finite(text: str) -> float:
@@ -129,12 +127,12 @@ def _pipeline_options(args):
         o.transcribe.model = args.asr_model
     o.transcript = not args.no_transcript
     if args.no_transcript and (args.srt or args.vtt):
-        raise UserError("--srt and --vtt write the transcript: drop --no-transcript")
+        raise UsageError("--srt and --vtt write the transcript: drop --no-transcript")
     if args.vad_mode is not None:
         o.vad.mode = args.vad_mode
     if args.hop is not None:
         if args.hop <= 0:
-            raise UserError("--hop must be positive")
+            raise UsageError("--hop must be positive")
         o.window.hop = args.hop
     return o
 
@@ -151,15 +149,14 @@ def _open_writers(args) -> list:
         except OSError as e:
             for w in writers:
                 w.close()
-            raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+            raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
     return writers
 
 
 def run_session(args) -> int:
     """listen / replay: open outputs, load models, stream, print, summarise."""
     from .dashboard import Dashboard, PlainPrinter, SessionSummary
-    from .emotion import ModelError
-    from .sources import DeviceLost, FileSource, MicSource, SourceError
+    from .sources import FileSource, MicSource
 
     options = _pipeline_options(args)
     try:
@@ -168,9 +165,9 @@ def run_session(args) -> int:
         else:
             source = MicSource(args.device, sample_rate=args.samplerate)
     except SourceError as e:
-        raise UserError(str(e)) from None
+        raise UsageError(str(e)) from None
     except ValueError as e:  # FileSource checks --speed
-        raise UserError(f"--{e}") from None
+        raise UsageError(f"--{e}") from None
     writers = _open_writers(args)
     from .pipeline import Pipeline
 
@@ -181,7 +178,7 @@ def run_session(args) -> int:
     except ModelError as e:
         for w in writers:
             w.close()
-        raise UserError(str(e)) from None
+        raise UsageError(str(e)) from None
 
     code = {"value": EXIT_OK}
 
@@ -239,12 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "listen" and args.list_devices:
-            from .sources import SourceError, list_devices
+            from .sources import list_devices
 
             try:
                 print(list_devices())
             except SourceError as e:
-                raise UserError(str(e)) from None
+                raise UsageError(str(e)) from None
             return EXIT_OK
         if args.command in ("listen", "replay"):
             return run_session(args)
@@ -260,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             from .training.cli import evaluate_command
 
             return evaluate_command(args)
-    except UserError as e:
+    except UsageError as e:
         print(f"stream-ser: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from typing import Callable, TextIO
 
 import numpy as np
 
+from .labels import EMOTIONS, UNCERTAIN, emotion_look
 from .events import EmotionEvent, Event, SpeechEvent, StatusEvent, TranscriptEvent, plain_line, status_line
 
 
@@ -161,33 +162,9 @@ class PlainPrinter:
 
 
 # ---------------------------------------------------------------- the look
-# A letter per emotion so that nothing depends on colour alone, and mid-tone
-# backgrounds with a contrasting letter, readable on dark and light terminals.
-EMOTIONS: dict[str, tuple[str, str, str]] = {  # label: (letter, background, letter colour)
-    "angry": ("A", "red3", "bright_white"),
-    "disgust": ("D", "chartreuse4", "bright_white"),
-    "fearful": ("F", "medium_purple3", "bright_white"),
-    "happy": ("H", "gold3", "black"),
-    "neutral": ("N", "grey58", "black"),
-    "sad": ("S", "dodger_blue3", "bright_white"),
-    "surprised": ("U", "orange3", "black"),
-    "calm": ("C", "cyan4", "bright_white"),
-}
-_SPARE = [("magenta3", "bright_white"), ("cyan3", "black"), ("yellow4", "bright_white"), ("deep_pink3", "bright_white")]
-UNCERTAIN = ("?", "grey35", "bright_white")
 SILENCE, PENDING, BEFORE = "·", "░", " "  # timeline cells without an emotion
 _NICE_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 _EIGHTHS = " ▏▎▍▌▋▊▉"
-
-
-def emotion_look(label: str) -> tuple[str, str, str]:
-    """(letter, background colour, letter colour) of a label; labels the table
-    does not know (another model) get their initial and a spare colour, added
-    to the table so that they keep it (a benign race if two threads ask)."""
-    if label not in EMOTIONS:
-        bg, fg = _SPARE[sum(map(ord, label)) % len(_SPARE)]
-        EMOTIONS[label] = ((label[:1] or "?").upper(), bg, fg)
-    return EMOTIONS[label]
 
 
 def _chip(letter: str, bg: str, fg: str):
@@ -255,7 +232,7 @@ class Dashboard:
         self._utterance = -1  # the newest utterance the VAD opened
         self._emotion: EmotionEvent | None = None
         self._emotion_at = -math.inf
-        self._labels = [k for k in EMOTIONS if k != "calm"]  # the legend; the model's own once an event names them
+        self._labels = list(EMOTIONS)  # the legend; the model's own once an event names them
         self._spans: list[list] = []  # speech [start, end, utterance], end None while open
         self._centres: list[float] = []  # emotion windows' centres, sorted, and the windows:
         self._windows: list[tuple[float, float, float, str, int]] = []  # (centre, start, end, label or "?", utterance)

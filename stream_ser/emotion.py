@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sys
-import tempfile
 import queue
 import threading
 import time
@@ -17,57 +14,15 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import ModelError
 from .events import EmotionEvent
+from .labels import arousal
+from .quiet import quiet_stderr, quiet_tensorflow
 from .features import N_FEATURES, N_FRAMES, SAMPLE_RATE, normaliser, probe_mismatch, raw_features
 from .ring import RingBuffer
 from .windows import EmotionWindow
 
 DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models"
-
-
-class ModelError(Exception):
-    """A model that cannot be loaded; the message is one line for the user."""
-
-
-@contextlib.contextmanager
-def quiet_stderr(replay_on_error: bool = True):
-    """Silence C++ chatter on fd 2 (TensorFlow's CUDA probes and oneDNN notices,
-    TFLite's XNNPACK line, libsndfile's MP3 decoder notes): it is written before
-    any log level applies.  What was written is replayed if the block fails,
-    unless ``replay_on_error`` is false (the caller's one-line error says it).
-    fd 2 belongs to the process: other threads' writes meanwhile are silenced
-    too, and callers take turns (a lock) so that fd 2 is always restored."""
-    with _fd2_lock:
-        yield from _quiet_fd2(replay_on_error)
-
-
-_fd2_lock = threading.RLock()  # re-entrant: a silenced block may load a model that silences again
-
-
-def _quiet_fd2(replay_on_error: bool):
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as log:
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            if replay_on_error:
-                log.seek(0)
-                sys.stderr.write(log.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
-def _quiet_tensorflow() -> None:
-    """Import TensorFlow quietly."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    if "tensorflow" not in sys.modules:
-        with quiet_stderr():
-            import tensorflow  # noqa: F401
 
 
 def load_error(e: BaseException) -> str:
@@ -139,7 +94,7 @@ class EmotionModel:
             raise ModelError(f"--neutral-bias: the model in {models_dir} has no 'neutral' class")
         self.neutral_bias = self.log_prior.get("neutral", 0.0) if neutral_bias is None else float(neutral_bias)
         self._reweight = prior_weights(self.labels, self.neutral_bias) if self.neutral_bias else None
-        _quiet_tensorflow()
+        quiet_tensorflow()
         tflite, keras_path = models_dir / "emotion.tflite", models_dir / "emotion.keras"
         self.form = None
         errors = []
@@ -258,11 +213,13 @@ class EmotionWorker(threading.Thread):
         self.audio_seconds = last / SAMPLE_RATE
         captured = self.ring.capture_time(last - 1)
         labels = self.model.labels
+        probs_smooth = {n: round(float(p), 4) for n, p in zip(labels, smooth)}
+        level = arousal(dict(zip(labels, smooth)))
         return EmotionEvent(
             type="emotion", start=round(window.start_s, 3), end=round(last / SAMPLE_RATE, 3), emitted_at=now,
             latency_ms=round((now - captured) * 1000, 2), label=labels[k], confidence=round(float(smooth[k]), 4),
-            probs={n: round(float(p), 4) for n, p in zip(labels, smooth)},
-            window_probs={n: round(float(p), 4) for n, p in zip(labels, probs)}, utterance=window.utterance)
+            probs=probs_smooth, window_probs={n: round(float(p), 4) for n, p in zip(labels, probs)},
+            utterance=window.utterance, arousal=None if level is None else round(level, 4))
 
     def run(self) -> None:
         try:

@@ -35,13 +35,16 @@ class Event:
 @dataclass
 class EmotionEvent(Event):
     """One 2.5 s window classified.  ``probs`` are smoothed over the utterance's
-    recent windows; ``window_probs`` are this window's alone."""
+    recent windows; ``window_probs`` are this window's alone.  ``arousal`` is
+    the probability of a high-arousal state (0-1) from the smoothed ``probs``
+    (:func:`stream_ser.labels.arousal`; None for a model without such classes)."""
 
     label: str = ""
     confidence: float = 0.0
     probs: dict[str, float] = field(default_factory=dict)
     window_probs: dict[str, float] = field(default_factory=dict)
     utterance: int = 0
+    arousal: float | None = None
 
 
 @dataclass

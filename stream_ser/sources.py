@@ -21,15 +21,9 @@ from typing import Iterator
 import numpy as np
 import soxr
 
+from .errors import DeviceLost, SourceError
 from .features import SAMPLE_RATE
-
-
-class SourceError(Exception):
-    """A source that cannot be opened or read; the message is one line for the user."""
-
-
-class DeviceLost(SourceError):
-    """The input device stopped delivering audio mid-stream."""
+from .quiet import quiet_stderr
 
 
 class Source:
@@ -107,7 +101,6 @@ class FileSource(Source):
             raise SourceError(f"{self.path}: file is empty")
         import soundfile as sf
 
-        from .emotion import quiet_stderr
 
         try:
             # libsndfile's MP3 decoder writes notes ("Illegal Audio-MPEG-Header")

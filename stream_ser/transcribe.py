@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from .emotion import ModelError
+from .errors import ModelError
 from .events import TranscriptEvent
 from .features import SAMPLE_RATE
 from .ring import RingBuffer

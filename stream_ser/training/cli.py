@@ -16,24 +16,24 @@ from .dataset import DEFAULT_DATA, labels, load_windows, read_manifest
 def _data_dir(args) -> Path:
     d = Path(args.data) if getattr(args, "data", None) else DEFAULT_DATA
     if not (d / "manifest.csv").is_file():
-        from ..cli import UserError
+        from ..errors import UsageError
 
-        raise UserError(f"no dataset at {d} (expected manifest.csv; see README)")
+        raise UsageError(f"no dataset at {d} (expected manifest.csv; see README)")
     return d
 
 
 def train_command(args) -> int:
     from rich.console import Console
 
-    from ..emotion import _quiet_tensorflow
+    from ..quiet import quiet_tensorflow
     from .train import TrainOptions, train
 
-    _quiet_tensorflow()
+    quiet_tensorflow()
     data = _data_dir(args)
     if not 0.0 <= args.average < 1.0:
-        from ..cli import UserError
+        from ..errors import UsageError
 
-        raise UserError("--average must be at least 0 and below 1 (e.g. 0.8)")
+        raise UsageError("--average must be at least 0 and below 1 (e.g. 0.8)")
     opts = TrainOptions(arch=args.arch, seed=args.seed, keep_calm=args.keep_calm, limit=args.limit, data_dir=data,
                         norm=args.norm, prior_windows=args.prior_windows, scale=args.scale,
                         neutral_sessions=not args.balanced_sessions, warm_up=args.warm_up, average=args.average,
@@ -41,10 +41,10 @@ def train_command(args) -> int:
     if args.epochs:
         opts.epochs = args.epochs
     elif args.with_val:
-        from ..cli import UserError
+        from ..errors import UsageError
 
         # nothing is held out to stop on: the length of the run is part of the recipe
-        raise UserError("--with-val needs --epochs (the number of epochs chosen on val, e.g. 40)")
+        raise UsageError("--with-val needs --epochs (the number of epochs chosen on val, e.g. 40)")
     if args.variants:
         opts.variants = tuple(v.strip() for v in args.variants.split(","))
     if args.lr:
@@ -66,32 +66,32 @@ def train_command(args) -> int:
 
 
 def export_command(args) -> int:
-    from ..cli import UserError
-    from ..emotion import _quiet_tensorflow
+    from ..errors import UsageError
+    from ..quiet import quiet_tensorflow
     from .export import export
 
-    _quiet_tensorflow()
+    quiet_tensorflow()
     names = list(labels(args.keep_calm))
     for c in args.checkpoints:
         model = load_keras(Path(c))  # one line for a missing or unreadable checkpoint
         if model.output_shape[-1] != len(names):
-            raise UserError(f"{c} has {model.output_shape[-1]} classes, not {len(names)}"
+            raise UsageError(f"{c} has {model.output_shape[-1]} classes, not {len(names)}"
                             f"{'' if args.keep_calm else ' (use --keep-calm for an 8-class model)'}")
         if not (Path(c).parent / "norm.json").is_file() and not normalise.shipped_meta(Path(c)):
             # shipping it would silently change how its inputs are normalised
-            raise UserError(f"no norm.json beside {c}: its normalisation is unknown (keep the checkpoint in its run directory)")
+            raise UsageError(f"no norm.json beside {c}: its normalisation is unknown (keep the checkpoint in its run directory)")
         normalise.spec_for(Path(c))  # trained on other features: refused before any work
     check = _check_windows(_data_dir(args), Path(args.checkpoints[0]))
     try:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"--out: cannot create {args.out}: {e.strerror or e}") from None
+        raise UsageError(f"--out: cannot create {args.out}: {e.strerror or e}") from None
     try:
         meta = export([Path(c) for c in args.checkpoints], Path(args.out), names, check, args.neutral_bias)
     except (ValueError, RuntimeError) as e:
-        raise UserError(f"export: {e}") from None
+        raise UsageError(f"export: {e}") from None
     except OSError as e:
-        raise UserError(f"--out: cannot write {args.out}: {e.strerror or e}") from None
+        raise UsageError(f"--out: cannot write {args.out}: {e.strerror or e}") from None
     print(f"shipped to {args.out}: {meta['arch']} ({meta['params']:,} parameters), TFLite {meta['tflite']} "
           f"(max diff vs Keras {meta['tflite_max_abs_diff']:.1e})")
     return 0
@@ -108,19 +108,19 @@ def _check_windows(data: Path, checkpoint: Path, limit: int | None = None) -> np
 def load_keras(path: Path):
     import keras
 
-    from ..cli import UserError
+    from ..errors import UsageError
 
     path = Path(path)
     if path.is_dir():
         path = path / "emotion.keras"
     if not path.is_file():
-        raise UserError(f"no model at {path}")
+        raise UsageError(f"no model at {path}")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:
         from ..emotion import load_error
 
-        raise UserError(f"{path}: cannot load model ({load_error(e)})") from None
+        raise UsageError(f"{path}: cannot load model ({load_error(e)})") from None
 
 
 def evaluate(model, spec: dict, split: str, condition: str, keep_calm: bool, data: Path = DEFAULT_DATA, seed: int = 1,
@@ -179,7 +179,8 @@ def speech_distribution(model_path: Path, names: list[str], speech_dir: Path, ne
     import tempfile
     from collections import Counter
 
-    from ..emotion import EmotionModel, ModelError
+    from ..emotion import EmotionModel
+    from ..errors import ModelError
     from ..pipeline import Pipeline, PipelineOptions
     from ..sources import FileSource
 
@@ -195,9 +196,9 @@ def speech_distribution(model_path: Path, names: list[str], speech_dir: Path, ne
         try:
             model = EmotionModel(models_dir, neutral_bias=neutral_bias)
         except ModelError as e:
-            from ..cli import UserError
+            from ..errors import UsageError
 
-            raise UserError(str(e)) from None
+            raise UsageError(str(e)) from None
         files = sorted(speech_dir.glob("*.flac"))
         per_file = {}
         for f in files:
@@ -220,10 +221,10 @@ def speech_distribution(model_path: Path, names: list[str], speech_dir: Path, ne
 
 
 def evaluate_command(args) -> int:
-    from ..cli import UserError
-    from ..emotion import _quiet_tensorflow
+    from ..errors import UsageError
+    from ..quiet import quiet_tensorflow
 
-    _quiet_tensorflow()
+    quiet_tensorflow()
     data = _data_dir(args)
     from ..emotion import DEFAULT_MODELS
 
@@ -231,18 +232,19 @@ def evaluate_command(args) -> int:
     model = load_keras(model_path)
     # the model's own log-prior (labels.json "log_prior" of a models directory;
     # a bare checkpoint has none), replaced by --neutral-bias as in listen/replay
-    from ..emotion import ModelError, read_log_prior
+    from ..emotion import read_log_prior
+    from ..errors import ModelError
 
     names = labels(args.keep_calm)
     if model.output_shape[-1] != len(names):
-        raise UserError(f"{model_path} has {model.output_shape[-1]} classes, not {len(names)}"
+        raise UsageError(f"{model_path} has {model.output_shape[-1]} classes, not {len(names)}"
                         f"{' (--keep-calm needs a model trained with it)' if args.keep_calm else ' (use --keep-calm for an 8-class model)'}")
     if args.plot and not Path(args.plot).resolve().parent.is_dir():
-        raise UserError(f"--plot: no such directory: {Path(args.plot).parent}")
+        raise UsageError(f"--plot: no such directory: {Path(args.plot).parent}")
     try:
         own = read_log_prior(normalise.shipped_meta(model_path), names, model_path).get("neutral", 0.0)
     except ModelError as e:
-        raise UserError(str(e)) from None
+        raise UsageError(str(e)) from None
     bias = own if args.neutral_bias is None else args.neutral_bias
     spec = normalise.spec_for(model_path)  # its normalisation, and one line if its features are not ours
     if args.speech:
@@ -264,7 +266,7 @@ def evaluate_command(args) -> int:
     heard = speakers & heard if heard is not None else (speakers if args.split in splits else set())
     if heard:
         # its scores there would be training accuracy, not speaker-independent
-        raise UserError(f"{model_path} was trained on {len(heard)} of the {len(speakers)} {args.split} speakers "
+        raise UsageError(f"{model_path} was trained on {len(heard)} of the {len(speakers)} {args.split} speakers "
                         f"({', '.join(sorted(heard)[:3])}{', ...' if len(heard) > 3 else ''}): score it on speakers it has not heard")
     conditions = ("clean", "telephone", "noisy", "reverb", "mp3") if args.condition == "all" else (args.condition,)
     results = []
@@ -277,7 +279,7 @@ def evaluate_command(args) -> int:
             try:
                 plot_confusion(r, args.plot)
             except OSError as e:
-                raise UserError(f"--plot: cannot write {args.plot}: {e.strerror or e}") from None
+                raise UsageError(f"--plot: cannot write {args.plot}: {e.strerror or e}") from None
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else results))
         return 0

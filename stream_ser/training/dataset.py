@@ -20,12 +20,11 @@ import numpy as np
 import soundfile as sf
 
 from ..features import SAMPLE_RATE, raw_features
+from ..labels import EMOTIONS, EMOTIONS_WITH_CALM
 from ..windows import WindowOptions, clip_windows, cut
 from ..vad import VadGate, VadOptions
 from . import augment
 
-EMOTIONS = ("angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
-EMOTIONS_WITH_CALM = ("angry", "calm", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "ser"
 
 

@@ -35,7 +35,7 @@ def tflite_predict(blob: bytes, x: np.ndarray) -> np.ndarray:
 
     import tensorflow as tf
 
-    from ..emotion import quiet_stderr
+    from ..quiet import quiet_stderr
 
     with warnings.catch_warnings(), quiet_stderr():  # the XNNPACK notice, as in the stream
         warnings.simplefilter("ignore")

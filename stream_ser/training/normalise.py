@@ -123,14 +123,14 @@ def shipped_meta(path: Path) -> dict:
     meta = path / "labels.json" if path.is_dir() else path.parent / "labels.json"
     if not meta.is_file():
         return {}
-    from ..cli import UserError
+    from ..errors import UsageError
 
     try:
         data = json.loads(meta.read_text())
     except ValueError:
-        raise UserError(f"{meta}: not valid JSON") from None
+        raise UsageError(f"{meta}: not valid JSON") from None
     if not isinstance(data, dict):
-        raise UserError(f"{meta}: not a labels file")
+        raise UsageError(f"{meta}: not a labels file")
     return data
 
 
@@ -156,9 +156,9 @@ _noted: set[str] = set()
 def _checked(spec: dict, model_path: Path) -> dict:
     problem = features.probe_mismatch(spec)
     if problem:
-        from ..cli import UserError
+        from ..errors import UsageError
 
-        raise UserError(f"{model_path} was {problem}")
+        raise UsageError(f"{model_path} was {problem}")
     return spec
 
 

@@ -113,18 +113,18 @@ def _mixup(x, y, rng, p):
 
 
 def _check_resume(old: dict, opts: TrainOptions, out: Path) -> None:
-    from ..cli import UserError
+    from ..errors import UsageError
 
     if float(old.get("average", 0.0)) != opts.average:
         # the best epoch so far was judged on raw or averaged weights: do not mix the two
-        raise UserError(f"{out} was trained with --average {old.get('average', 0.0)}; resume with the same")
+        raise UsageError(f"{out} was trained with --average {old.get('average', 0.0)}; resume with the same")
     splits = tuple(old.get("train_splits", ("train",)))
     if splits != opts.train_splits:
-        raise UserError(f"{out} was trained on {'+'.join(splits)}; resume with the same splits"
+        raise UsageError(f"{out} was trained on {'+'.join(splits)}; resume with the same splits"
                         + (" (--with-val)" if "val" in splits else " (without --with-val)"))
     if "val" in splits and int(old["epochs"]) != opts.epochs:
         # the run's length is its recipe (and its learning-rate schedule)
-        raise UserError(f"{out} is a {old['epochs']}-epoch run on train + val; resume it with --epochs {old['epochs']}")
+        raise UsageError(f"{out} is a {old['epochs']}-epoch run on train + val; resume it with --epochs {old['epochs']}")
 
 
 def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
@@ -141,9 +141,9 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
     spec = None  # the normalisation (and feature fingerprint) the model trains with
     if resuming:  # refused before anything in the run directory is rewritten
         if not (out / "state.json").is_file():
-            from ..cli import UserError
+            from ..errors import UsageError
 
-            raise UserError(f"{out} has a checkpoint but no state.json: cannot resume (train into a new --out)")
+            raise UsageError(f"{out} has a checkpoint but no state.json: cannot resume (train into a new --out)")
         _check_resume(json.loads((out / "state.json").read_text())["options"], opts, out)
         if (out / "norm.json").is_file():
             spec = normalise.spec_for(out / "last.keras")  # other features: refused now, before any are computed
