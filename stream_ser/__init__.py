@@ -10,6 +10,8 @@ Heavy modules (TensorFlow, faster-whisper, librosa) load on first use, so that
 
 __version__ = "0.1.0"
 
+from .errors import DeviceLost, ModelError, SourceError, StageError, StreamSerError, UsageError  # noqa: E402,F401  (light)
+
 
 def replay(path, speed=0.0, options=None):
     """Events of a recording; see :func:`stream_ser.pipeline.replay`."""
@@ -23,3 +25,12 @@ def listen(device=None, options=None):
     from .pipeline import listen as _listen
 
     return _listen(device, options)
+
+
+def __getattr__(name):
+    # Pipeline and its options on first use: importing them loads numpy, librosa's wrappers and the stages
+    if name in ("Pipeline", "PipelineOptions"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(name)

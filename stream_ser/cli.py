@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from .errors import DeviceLost, ModelError, SourceError, StageError, StreamSerError, UsageError
+from .errors import DeviceLost, SourceError, StageError, StreamSerError, UsageError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INT, EXIT_TERM = 0, 1, 2, 130, 143
 EXIT_PIPE = 141  # the reader of our output went away (128 + SIGPIPE, as the shell reports a killed writer)
@@ -155,7 +155,9 @@ def _open_writers(args) -> list:
 
 def run_session(args) -> int:
     """listen / replay: open outputs, load models, stream, print, summarise."""
-    from .dashboard import Dashboard, PlainPrinter, SessionSummary
+    from .dashboard import Dashboard
+    from .plain import PlainPrinter, print_summary
+    from .session import SessionState
     from .sources import FileSource, MicSource
 
     options = _pipeline_options(args)
@@ -175,10 +177,10 @@ def run_session(args) -> int:
         print("stream-ser: loading models…", file=sys.stderr, end="\r", flush=True)
     try:
         pipeline = Pipeline(source, options)
-    except ModelError as e:
+    except StreamSerError:
         for w in writers:
             w.close()
-        raise UsageError(str(e)) from None
+        raise
 
     code = {"value": EXIT_OK}
 
@@ -191,16 +193,16 @@ def run_session(args) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     files = [w.path for w in writers]
-    summary = SessionSummary(source_name=source.name, files=files, transcript=options.transcript)
+    state = SessionState(source.name, source.sample_rate, transcript=options.transcript)
     plain = args.plain or not sys.stdout.isatty()
-    view = PlainPrinter(sys.stdout, sys.stderr, on_closed=pipeline.stop) if plain else Dashboard(source_name=source.name, sample_rate=source.sample_rate,
-                                                                       on_quit=pipeline.stop, transcript=options.transcript)
+    view = PlainPrinter(sys.stdout, sys.stderr, on_closed=pipeline.stop) if plain else Dashboard(on_quit=pipeline.stop, state=state)
     error = None
     try:
-        with view:
+        with pipeline, view:
             for event in pipeline.events():
-                summary.update(event)
-                view.update(event)
+                state.update(event)  # the dashboard renders the state; the plain view prints events
+                if plain:
+                    view.update(event)
                 for w in list(writers):
                     try:
                         w.write(event)
@@ -209,7 +211,7 @@ def run_session(args) -> int:
                         writers.remove(w)
                         w.close()
                         pipeline.stop()
-    except DeviceLost as e:
+    except (DeviceLost, StageError) as e:
         error = f"{e}; stopping (events so far are saved)"
         code["value"] = EXIT_ERROR
     except SourceError as e:
@@ -223,7 +225,7 @@ def run_session(args) -> int:
     if error and code["value"] == EXIT_OK:
         code["value"] = EXIT_ERROR
     try:
-        summary.print(sys.stderr if plain else None)
+        print_summary(state, files, sys.stderr)
         if error:
             print(f"stream-ser: {error}", file=sys.stderr)
     except BrokenPipeError:  # stderr's reader went away too (`2>&1 | head`): the files are written
@@ -257,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             from .training.cli import evaluate_command
 
             return evaluate_command(args)
-    except UsageError as e:
+    except StreamSerError as e:  # refused at start: nothing was analysed
         print(f"stream-ser: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -1,29 +1,20 @@
-"""What the user sees: the live rich dashboard, the plain line-per-event view,
-and the end-of-session summary.  All three are fed events only (never a model
-or a stage), so the same view serves ``listen`` and ``replay``."""
+"""The live view: a rich dashboard of the current emotion, the emotion
+timeline, the emotion-tagged transcript and the stream's health.  It renders
+a :class:`SessionState` (fed events only, never a model or a stage), so the
+same view serves ``listen`` and ``replay``."""
 
 from __future__ import annotations
 
 import math
-import os
-import select
-import sys
-import threading
 import time
 from bisect import bisect_left, bisect_right
-from collections import Counter, deque
-from typing import Callable, TextIO
+from collections import Counter
+from typing import Callable
 
-import numpy as np
-
-from .labels import EMOTIONS, UNCERTAIN, emotion_look
-from .events import EmotionEvent, Event, SpeechEvent, StatusEvent, TranscriptEvent, plain_line, status_line
-
-
-def percentiles(values, qs=(50, 95)) -> dict[str, float]:
-    if not values:
-        return {f"p{q}": math.nan for q in qs} | {"max": math.nan}
-    return {f"p{q}": float(np.percentile(values, q)) for q in qs} | {"max": float(np.max(values))}
+from .events import EmotionEvent, Event, StatusEvent
+from .keys import KeyReader
+from .labels import UNCERTAIN, emotion_look
+from .session import SessionState, percentiles
 
 
 def _clock(seconds: float) -> str:
@@ -37,128 +28,6 @@ def _ms(value: float | None) -> str:
     if value is None or not math.isfinite(value):
         return "-"
     return f"{value:.0f} ms" if value < 1000 else f"{value / 1000:.2f} s"
-
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-class SessionSummary:
-    """Totals of a session, printed when it ends (also after Ctrl-C).
-
-    Fed on the caller's thread like the views; not thread-safe."""
-
-    def __init__(self, source_name: str = "", files: list[str] | None = None, transcript: bool = True):
-        self.source_name, self.files, self.transcript = source_name, files or [], transcript
-        self.audio_seconds = 0.0
-        self.speech_seconds = 0.0
-        self.emotion_seconds: Counter = Counter()
-        self.counts: Counter = Counter()
-        self.latency: dict[str, list[float]] = {"emotion": [], "transcript": []}
-        self.words = 0
-        self.last_status: StatusEvent | None = None
-        self._speech_from: float | None = None
-        self._first_wall: float | None = None
-        self._last_wall: float | None = None
-
-    def update(self, event: Event) -> None:
-        self.counts[event.type] += 1
-        self._first_wall = self._first_wall or event.emitted_at
-        self._last_wall = event.emitted_at
-        if isinstance(event, StatusEvent):
-            self.last_status = event
-            # the status clock is the samples captured; window ends may be padded past it
-            self.audio_seconds = event.end
-        elif self.last_status is None:
-            self.audio_seconds = max(self.audio_seconds, event.end)
-        if isinstance(event, EmotionEvent):
-            # each window speaks for one hop's worth of time (its share of the timeline)
-            self.emotion_seconds[event.label] += 1
-            self.latency["emotion"].append(event.latency_ms)
-        elif isinstance(event, TranscriptEvent) and event.final and event.text:
-            self.latency["transcript"].append(event.latency_ms)
-            self.words += len(event.text.split())
-        elif isinstance(event, SpeechEvent):
-            if event.state == "start":
-                self._speech_from = event.start
-            elif self._speech_from is not None:
-                self.speech_seconds += max(0.0, event.start - self._speech_from)
-                self._speech_from = None
-
-    def lines(self) -> list[str]:
-        total = sum(self.emotion_seconds.values())
-        share = ", ".join(f"{k} {v / total:.0%}" for k, v in self.emotion_seconds.most_common()) if total else "no speech"
-        speech = self.speech_seconds + (max(0.0, self.audio_seconds - self._speech_from) if self._speech_from is not None else 0.0)
-        wall = (self._last_wall - self._first_wall) if self._first_wall else 0.0
-        counts = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items()))
-        out = [f"session: {self.source_name}, {self.audio_seconds:.1f} s of audio ({speech:.1f} s speech) in {wall:.1f} s",
-               f"emotion windows: {total} ({share})",
-               f"events: {counts or 'none'}"]
-        if self.transcript:
-            spans = len(self.latency["transcript"])
-            out.insert(2, f"transcript: {_plural(self.words, 'word')} in {_plural(spans, 'span')}")
-        for stage, values in self.latency.items():
-            if values:
-                p = percentiles(values)
-                out.append(f"{stage} latency: p50 {p['p50']:.0f} ms, p95 {p['p95']:.0f} ms, max {p['max']:.0f} ms")
-        if self.last_status:
-            s = self.last_status
-            out.append(f"input: overflows {s.overflows}, dropped samples {s.dropped_samples}, dropped windows {s.dropped_windows}")
-        if self.files:
-            out.append("events written to: " + ", ".join(self.files))
-        return out
-
-    def print(self, stream: TextIO | None = None) -> None:
-        stream = stream or sys.stderr
-        for line in self.lines():
-            print(line, file=stream)
-
-
-class PlainPrinter:
-    """``--plain``: one line per event on stdout, status lines on stderr.
-
-    When the reader of either stream goes away (``stream-ser replay ... | head``),
-    printing stops, that stream is pointed at ``/dev/null`` (so that no later
-    flush fails) and ``on_closed`` is called once: the session then ends as it
-    does on Ctrl-C, with the files it writes complete up to that point.
-    """
-
-    def __init__(self, out: TextIO, err: TextIO, on_closed: Callable[[], None] | None = None):
-        self.out, self.err, self.on_closed = out, err, on_closed
-        self.closed = False
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._print(None, self.out)
-        return False
-
-    def _print(self, line: str | None, stream: TextIO) -> None:
-        if self.closed:
-            return
-        try:
-            if line is not None:
-                print(line, file=stream)
-            stream.flush()
-        except BrokenPipeError:
-            self.closed = True
-            try:
-                null = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(null, stream.fileno())
-                os.close(null)
-            except (OSError, ValueError):
-                pass
-            if self.on_closed:
-                self.on_closed()
-
-    def update(self, event: Event) -> None:
-        if isinstance(event, StatusEvent):
-            self._print(status_line(event), self.err)
-            return
-        line = plain_line(event)
-        if line:
-            self._print(line, self.out)
 
 
 # ---------------------------------------------------------------- the look
@@ -216,92 +85,28 @@ class Dashboard:
     def __init__(self, source_name: str = "", sample_rate: int = 0, on_quit: Callable[[], None] | None = None, *,
                  console=None, refresh_hz: float = 8.0, history: float = 60.0, whole_session: bool | None = None,
                  min_confidence: float = 0.2, hold: float = 2.0, clock: Callable[[], float] = time.monotonic,
-                 transcript: bool = True):
-        self.source_name, self.sample_rate, self.on_quit = source_name, sample_rate, on_quit
-        self.transcript = transcript  # False: the transcript stage is off (--no-transcript)
+                 transcript: bool = True, state: SessionState | None = None):
+        self.on_quit = on_quit
+        self.state = state or SessionState(source_name, sample_rate, transcript=transcript, clock=clock,
+                                           uncertain_below=min_confidence)
         self.console, self.refresh_hz = console, refresh_hz
         self.history, self.whole_session = history, whole_session
         self.min_confidence, self.hold, self.clock = min_confidence, hold, clock
-        self._lock = threading.Lock()
-        # ---- state written by update() (under _lock)
         self._started = clock()
-        self._first_event: float | None = None
-        self._audio = 0.0  # audio seconds captured so far
-        self._status: StatusEvent | None = None
-        self._in_speech = False
-        self._utterance = -1  # the newest utterance the VAD opened
-        self._emotion: EmotionEvent | None = None
-        self._emotion_at = -math.inf
-        self._labels = list(EMOTIONS)  # the legend; the model's own once an event names them
-        self._spans: list[list] = []  # speech [start, end, utterance], end None while open
-        self._centres: list[float] = []  # emotion windows' centres, sorted, and the windows:
-        self._windows: list[tuple[float, float, float, str, int]] = []  # (centre, start, end, label or "?", utterance)
-        self._lines: deque = deque(maxlen=200)  # committed (number, start, text, emotion)
-        self._committed = 0
-        self._partial: TranscriptEvent | None = None
-        self._lat = {"emotion": deque(maxlen=300), "transcript": deque(maxlen=100)}
-        self._versions = Counter()  # per region, bumped when its inputs change
         self._quitting = False
         # ---- state of the drawing thread
         self._caches: dict[str, tuple] = {}
         self._whole = False
         self._live = None
-        self._keys: threading.Thread | None = None
-        self._closed = threading.Event()
-        self._tty = None
+        self._keys: KeyReader | None = None
 
-    # ---- caller's thread ----------------------------------------------------
+    @property
+    def transcript(self) -> bool:
+        return self.state.transcript
+
     def update(self, event: Event) -> None:
-        """Store one event (cheap; never draws)."""
-        now = self.clock()
-        with self._lock:
-            if self._first_event is None:
-                self._first_event = now
-            v = self._versions
-            if isinstance(event, StatusEvent):
-                self._status = event
-                self._audio = max(self._audio, event.end)
-                if not event.in_speech and self._spans and self._spans[-1][1] is None:
-                    self._spans[-1][1] = event.end  # missed the end event: close the span
-                if event.in_speech != self._in_speech:
-                    v["now"] += 1
-                self._in_speech = event.in_speech
-                v.update(("health", "timeline"))
-            elif isinstance(event, SpeechEvent):
-                self._audio = max(self._audio, event.start)
-                if self._spans and self._spans[-1][1] is None:
-                    self._spans[-1][1] = event.start
-                if event.state == "start":
-                    self._spans.append([event.start, None, event.utterance])
-                    self._utterance = event.utterance
-                self._in_speech = event.state == "start"
-                v.update(("health", "now", "timeline"))
-            elif isinstance(event, EmotionEvent):
-                self._emotion, self._emotion_at = event, now
-                if event.probs and list(event.probs) != self._labels:
-                    self._labels = list(event.probs)
-                centre = (event.start + event.end) / 2
-                i = bisect_right(self._centres, centre)
-                self._centres.insert(i, centre)
-                self._windows.insert(i, (centre, event.start, event.end,
-                                         event.label if event.confidence >= self.min_confidence else "?", event.utterance))
-                self._lat["emotion"].append(event.latency_ms)
-                v.update(("health", "now", "timeline"))
-            elif isinstance(event, TranscriptEvent):
-                self._audio = max(self._audio, event.end)
-                if event.final:
-                    if event.text.strip():
-                        self._committed += 1
-                        self._lines.append((self._committed, event.start, event.text.strip(), event.emotion))
-                        self._lat["transcript"].append(event.latency_ms)
-                        v["health"] += 1
-                    # a final held back for its emotion tag can arrive after a newer
-                    # partial (of later audio): drop the partial only if it covers committed audio
-                    if self._partial is not None and self._partial.start < event.end:
-                        self._partial = None
-                else:
-                    self._partial = event if event.text.strip() else None
-                v["transcript"] += 1
+        """Store one event in the state (cheap; never draws)."""
+        self.state.update(event)
 
     def __enter__(self) -> "Dashboard":
         from rich.console import Console
@@ -311,65 +116,27 @@ class Dashboard:
         self._started = self.clock()
         self._live = Live(self, console=self.console, refresh_per_second=self.refresh_hz)
         self._live.__enter__()
-        self._start_keys()
+        if self.on_quit is not None and self.console.is_terminal:
+            self._keys = KeyReader(self._key)
+            self._keys.open()
         return self
 
     def __exit__(self, *exc) -> bool:
-        self._closed.set()
         try:
             if self._live is not None:
                 self._live.__exit__(*exc)  # draws the last frame and, on a terminal, ends its line
         finally:
-            self._restore_tty()
+            if self._keys is not None:
+                self._keys.close()
             if not self.console.is_terminal:
                 self.console.file.write("\n")  # Live leaves no newline outside a terminal (GUIDE §1)
             self.console.file.flush()
         return False
 
-    # ---- the q key (its own daemon thread) ---------------------------------
-    def _start_keys(self) -> None:
-        if self.on_quit is None or not self.console.is_terminal:
-            return
-        try:
-            import termios
-            import tty
-
-            fd = sys.stdin.fileno()
-            if not os.isatty(fd):
-                return
-            self._tty = (fd, termios.tcgetattr(fd))
-            tty.setcbreak(fd)  # keys arrive one at a time, unechoed; Ctrl-C still raises SIGINT
-        except (OSError, ValueError, AttributeError, ImportError):
-            self._tty = None
-            return
-        self._keys = threading.Thread(target=self._read_keys, args=(fd,), name="dashboard-keys", daemon=True)
-        self._keys.start()
-
-    def _read_keys(self, fd: int) -> None:
-        while not self._closed.is_set():
-            try:
-                ready, _, _ = select.select([fd], [], [], 0.2)  # wakes up to notice _closed
-                key = os.read(fd, 1) if ready else b""
-            except OSError:
-                return
-            if ready and not key:  # stdin closed
-                return
-            if key in (b"q", b"Q") and not self._quitting:
-                self._quitting = True
-                self.on_quit()
-
-    def _restore_tty(self) -> None:
-        if self._tty is not None:
-            import termios
-
-            fd, attrs = self._tty
-            self._tty = None
-            try:
-                termios.tcsetattr(fd, termios.TCSADRAIN, attrs)
-            except (OSError, termios.error):
-                pass
-        if self._keys is not None:
-            self._keys.join(0.5)
+    def _key(self, key: str) -> None:  # the key reader's thread
+        if key in "qQ" and not self._quitting:
+            self._quitting = True
+            self.on_quit()
 
     # ---- drawing (rich's refresh thread, or whoever prints the dashboard) ----
     def __rich_console__(self, console, options):
@@ -392,12 +159,13 @@ class Dashboard:
         from rich.text import Text
 
         width, height = options.max_width, options.height or console.height
-        with self._lock:
-            s = {"now": self.clock(), "audio": self._audio, "status": self._status, "in_speech": self._in_speech,
-                 "utterance": self._utterance, "emotion": self._emotion, "emotion_at": self._emotion_at,
-                 "versions": self._versions.copy(),
-                 "lat": {k: list(v) for k, v in self._lat.items()}, "labels": self._labels,
-                 "first_event": self._first_event, "lines": self._committed}
+        st_ = self.state
+        with st_.lock:
+            s = {"now": self.clock(), "audio": st_.audio, "status": st_.status, "in_speech": st_.in_speech,
+                 "utterance": st_.utterance, "emotion": st_.emotion, "emotion_at": st_.emotion_at,
+                 "versions": st_.versions.copy(), "lat": {k: list(v) for k, v in st_.recent.items()},
+                 "labels": list(st_.labels), "first_event": st_.first_event, "lines": st_.committed,
+                 "source": st_.source_name, "rate": st_.sample_rate}
         st, ver = s["status"], s["versions"]
         e = s["emotion"]
         # the last emotion is "now" while its utterance lasts and for `hold` seconds after
@@ -418,8 +186,7 @@ class Dashboard:
                 self._caches[name] = hit
             return hit[1]
 
-        name = (st.source if st and st.source else self.source_name) or "input"
-        rate = st.sample_rate if st and st.sample_rate else self.sample_rate
+        name, rate = s["source"] or "input", s["rate"]
         elapsed = int(s["now"] - self._started)
         lines = list(region("header", (name, rate, elapsed, int(s["audio"]), self._quitting),
                             lambda: self._header(name, rate, elapsed, s["audio"], width), width, 1))
@@ -522,9 +289,10 @@ class Dashboard:
         ratios = st.compute_ratio if st is not None else {}
         for stage, values in s["lat"].items():
             if narrow:
-                row = [f"{np.percentile(values, 50):.0f}"] if values else ["-"]
+                row = [f"{percentiles(values)['p50']:.0f}"] if values else ["-"]
             else:
-                row = [f"{v:.0f}" for v in (values[-1], *np.percentile(values, (50, 95)))] if values else ["-"] * 3
+                p = percentiles(values)
+                row = [f"{v:.0f}" for v in (values[-1], p["p50"], p["p95"])] if values else ["-"] * 3
             r = ratios.get(stage)
             ratio = Text("-" if r is None else f"{r:.2f}×", style="bold red3" if r and r >= 1 else "gold3" if r and r >= 0.7 else "")
             lat.add_row(stage, *row, ratio)
@@ -545,10 +313,10 @@ class Dashboard:
         if hit is not None and hit[0] == key:
             return hit[1], dt, first
         a0, a1 = first * dt, (first + n) * dt
-        with self._lock:
+        with self.state.lock:
             # utterances are never an hour long: those starting earlier are over before the strip begins
-            spans = [(a, b if b is not None else audio, u) for a, b, u in self._spans[bisect_left(self._spans, [a0 - 3600]):]]
-            windows = self._windows[bisect_left(self._centres, a0 - 3.0):bisect_right(self._centres, a1 + 3.0)]
+            spans = [(a, b if b is not None else audio, u) for a, b, u in self.state.spans[bisect_left(self.state.spans, [a0 - 3600]):]]
+            windows = self.state.windows[bisect_left(self.state.centres, a0 - 3.0):bisect_right(self.state.centres, a1 + 3.0)]
         starts = [a for a, _, _ in spans]
         centres = [w[0] for w in windows]
         cells = []
@@ -613,7 +381,7 @@ class Dashboard:
     def _transcript(self, s: dict):
         from rich.panel import Panel
 
-        return Panel(_Transcript(self), title=f"transcript · {s['lines']} lines", title_align="left",
+        return Panel(_Transcript(self.state, self._tag, self._caches.setdefault("transcript rows", {})), title=f"transcript · {s['lines']} lines", title_align="left",
                      border_style="dim", padding=(0, 1))
 
     def _tag(self, emotion: dict | None):
@@ -648,29 +416,31 @@ class _Bars:
 
 class _Transcript:
     """The last committed lines that fit the height, then the partial, greyed.
-    A committed line never changes, so its wrapped rows are kept per width."""
+    A committed line never changes, so its wrapped rows are kept per width in
+    ``cache`` (owned by the drawing thread)."""
 
-    def __init__(self, dash: Dashboard):
-        self.dash = dash
+    def __init__(self, state: SessionState, tag: Callable, cache: dict):
+        self.state, self.tag, self.cache = state, tag, cache
 
     def __rich_console__(self, console, options):
         from rich.segment import Segment
         from rich.text import Text
 
         height, width = options.height or 10, options.max_width
-        with self.dash._lock:
-            entries = list(self.dash._lines)[-height:]  # each takes at least one row
-            partial = self.dash._partial
-        old, kept, rows = self.dash._caches.get("transcript rows", {}), {}, []
+        with self.state.lock:
+            entries = list(self.state.lines)[-height:]  # each takes at least one row
+            partial = self.state.partial
+        kept, rows = {}, []
         for seq, start, text, emotion in entries:
             key = (seq, width)
-            kept[key] = old.get(key) or _rows(console, start, self.dash._tag(emotion), Text(text), width)
+            kept[key] = self.cache.get(key) or _rows(console, start, self.tag(emotion), Text(text), width)
             rows += kept[key]
-        self.dash._caches["transcript rows"] = kept
+        self.cache.clear()
+        self.cache.update(kept)
         if partial is not None:
             rows += _rows(console, partial.start, Text("…" + " " * 10, style="dim"), Text(partial.text.strip(), style="dim italic"), width)
         if not rows:
-            idle = "waiting for speech…" if self.dash.transcript else "transcript off (--no-transcript)"
+            idle = "waiting for speech…" if self.state.transcript else "transcript off (--no-transcript)"
             rows = _rows(console, None, Text(" " * 11), Text(idle, style="dim"), width)
         for line in rows[-height:]:  # scrolled to the end
             yield from line

@@ -90,6 +90,7 @@ class EmotionModel:
         # the model files hold the trained network; its deployment prior
         # (`stream-ser export --neutral-bias`) is applied here, and --neutral-bias replaces it
         self.log_prior = read_log_prior(meta, self.labels, labels_path)
+        self.window = meta.get("window") if isinstance(meta.get("window"), dict) else None  # options it was trained with
         if neutral_bias is not None and "neutral" not in self.labels:
             raise ModelError(f"--neutral-bias: the model in {models_dir} has no 'neutral' class")
         self.neutral_bias = self.log_prior.get("neutral", 0.0) if neutral_bias is None else float(neutral_bias)
@@ -181,23 +182,42 @@ class EmotionOptions:
 class EmotionWorker(threading.Thread):
     """Thread: takes :class:`EmotionWindow` s from :attr:`windows`, reads their audio
     from the ring buffer, runs features + the model's normalisation + model, emits
-    :class:`EmotionEvent` s through ``emit`` (thread-safe callable).  ``None`` on
-    the queue stops it.  One worker is one session: a ``"session"`` model's
-    running statistics start with it."""
+    :class:`EmotionEvent` s through ``emit`` (thread-safe callable).  :meth:`finish`
+    ends it after the queued windows, :meth:`stop` at once.  An exception ends
+    it and is handed to ``on_error("emotion", error)`` (never a silent death).
+    One worker is one session: a ``"session"`` model's running statistics start
+    with it.
 
-    def __init__(self, model: EmotionModel, ring: RingBuffer, emit: Callable, options: EmotionOptions):
+    :attr:`cpu_seconds` is this thread's CPU time (features and model run on
+    it); :attr:`compute_seconds` the wall time of the same work.
+    """
+
+    def __init__(self, model: EmotionModel, ring: RingBuffer, emit: Callable, options: EmotionOptions,
+                 on_error: Callable[[str, BaseException], None] | None = None):
         super().__init__(name="emotion", daemon=True)
         self.model, self.ring, self.emit, self.options = model, ring, emit, options
+        self.on_error = on_error
         self.windows: queue.Queue = queue.Queue(maxsize=options.queue_size)
         self.compute_seconds = 0.0
+        self.cpu_seconds = 0.0
         self.audio_seconds = 0.0
         self.error: BaseException | None = None
         self._recent: deque = deque(maxlen=max(1, options.smoothing))
         self._utterance = -1
         self._normalise = model.new_normaliser()
+        self._halt = threading.Event()
+        self._finished = threading.Event()
+
+    def finish(self) -> None:
+        """No more windows: end once the queued ones are classified."""
+        self._finished.set()
+
+    def stop(self) -> None:
+        """End now (any thread)."""
+        self._halt.set()
 
     def classify(self, window: EmotionWindow) -> EmotionEvent:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         probs = self.model.predict(self._normalise(raw_features(self.ring.read(window.start, window.end))))
         if window.utterance != self._utterance:
             self._recent.clear()
@@ -207,26 +227,32 @@ class EmotionWorker(threading.Thread):
         k = int(np.argmax(smooth))
         now = time.time()
         self.compute_seconds += time.perf_counter() - t0
+        self.cpu_seconds += time.thread_time() - c0
         # at the end of a stream the last windows are zero-padded (as training
         # clips are); the event spans and is timed by the audio that exists
         last = max(window.start + 1, min(window.end, self.ring.written))
         self.audio_seconds = last / SAMPLE_RATE
         captured = self.ring.capture_time(last - 1)
         labels = self.model.labels
-        probs_smooth = {n: round(float(p), 4) for n, p in zip(labels, smooth)}
         level = arousal(dict(zip(labels, smooth)))
         return EmotionEvent(
             type="emotion", start=round(window.start_s, 3), end=round(last / SAMPLE_RATE, 3), emitted_at=now,
             latency_ms=round((now - captured) * 1000, 2), label=labels[k], confidence=round(float(smooth[k]), 4),
-            probs=probs_smooth, window_probs={n: round(float(p), 4) for n, p in zip(labels, probs)},
+            probs={n: round(float(p), 4) for n, p in zip(labels, smooth)},
+            window_probs={n: round(float(p), 4) for n, p in zip(labels, probs)},
             utterance=window.utterance, arousal=None if level is None else round(level, 4))
 
     def run(self) -> None:
         try:
-            while True:
-                window = self.windows.get()
-                if window is None:
-                    return
+            while not self._halt.is_set():
+                try:
+                    window = self.windows.get(timeout=0.1)
+                except queue.Empty:
+                    if self._finished.is_set():
+                        return
+                    continue
                 self.emit(self.classify(window))
-        except BaseException as e:  # reported by the pipeline, never a silent death
+        except BaseException as e:
             self.error = e
+            if self.on_error:
+                self.on_error("emotion", e)

@@ -70,7 +70,9 @@ class SpeechEvent(Event):
 @dataclass
 class StatusEvent(Event):
     """Health, at least every few seconds: ``start``/``end`` span the audio since
-    the last status."""
+    the last status.  ``compute_ratio`` is each stage's CPU time per audio
+    second so far (a busy machine does not inflate it); ``wall_ratio`` the
+    wall time of the same work (it includes waiting for a core)."""
 
     source: str = ""
     sample_rate: int = 0
@@ -83,6 +85,7 @@ class StatusEvent(Event):
     skipped_audio_s: float = 0.0
     queues: dict[str, int] = field(default_factory=dict)
     compute_ratio: dict[str, float] = field(default_factory=dict)
+    wall_ratio: dict[str, float] = field(default_factory=dict)
     in_speech: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -162,25 +165,3 @@ class SubtitleWriter:
     def close(self) -> None:
         if not self._f.closed:
             self._f.close()
-
-
-def plain_line(event: Event) -> str | None:
-    """One readable line per event (``--plain``); None for events not shown."""
-    span = f"[{event.start:6.1f}-{event.end:6.1f}]"
-    if isinstance(event, EmotionEvent):
-        return f"{span} emotion {event.label:<9} {event.confidence:.2f}  ({event.latency_ms:.0f} ms)"
-    if isinstance(event, TranscriptEvent):
-        if not event.final:
-            return None
-        return f"{span} {emotion_tag(event.emotion)}{event.text}"
-    if isinstance(event, SpeechEvent):
-        return None
-    return None
-
-
-def status_line(event: StatusEvent) -> str:
-    level = f"{event.level_dbfs:.0f} dBFS" if math.isfinite(event.level_dbfs) else "silent"
-    ratio = " ".join(f"{k} {v:.2f}" for k, v in event.compute_ratio.items())
-    warn = ("  " + "; ".join(event.warnings)) if event.warnings else ""
-    return (f"status {event.end:7.1f}s  level {level}  overflows {event.overflows}  dropped {event.dropped_samples}"
-            f"  compute/audio {ratio}{warn}")

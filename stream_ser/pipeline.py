@@ -1,37 +1,43 @@
-"""The pipeline: source -> ring buffer -> VAD -> windows -> emotion worker and
-transcriber -> events.
+"""The pipeline: source -> ring buffer -> segmenter -> emotion worker and
+transcriber -> events.  Only wiring and lifetimes live here.
 
 One audio block's path: ``Source.blocks()`` yields it on the capture thread,
-which writes it into the :class:`RingBuffer` (the clock), pushes it through the
-:class:`VadGate`, lets the :class:`Windower` turn utterances into
-:class:`EmotionWindow` s for the :class:`EmotionWorker`, and tells the
-:class:`Transcriber` where utterances start and end.  Both workers read the
-audio back from the ring and emit events into one queue, which
-:meth:`Pipeline.events` yields on the caller's thread.
+which writes it into the :class:`RingBuffer` (the clock), meters it
+(:class:`InputMeter`) and pushes it through the :class:`Segmenter` (VAD gate +
+windower).  The :class:`EmotionWindow` s it completes go to the
+:class:`EmotionWorker`'s queue; the utterance starts and ends go to the
+:class:`Transcriber`.  Both workers read the audio back from the ring and emit
+events into one queue, which :meth:`Pipeline.events` yields on the caller's
+thread after the :class:`TranscriptTagger` has tagged the transcript.
+
+Threads: capture, emotion and transcriber, joined by bounded queues.  No put
+or get waits forever: each also watches the pipeline's halt flag, which a
+failing stage or :meth:`Pipeline.close` sets.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import queue
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterator
 
-import numpy as np
-
 from .emotion import EmotionModel, EmotionOptions, EmotionWorker
-from .events import EmotionEvent, Event, SpeechEvent, StatusEvent, TranscriptEvent
+from .errors import DeviceLost, ModelError, SourceError, StageError
+from .events import Event, SpeechEvent, StatusEvent
 from .features import SAMPLE_RATE, warm_up
+from .meter import InputMeter
 from .ring import RingBuffer
-from .sources import DeviceLost, FileSource, MicSource, Source
+from .sources import FileSource, MicSource, Source
+from .tagging import TranscriptTagger
 from .transcribe import TranscribeOptions, Transcriber, load_whisper
-from .vad import VadGate, VadOptions
-from .windows import Windower, WindowOptions
+from .vad import VadOptions
+from .windows import Segmenter, WindowOptions
 
-UNHEARD_SECONDS, UNHEARD_PEAK = 10.0, 0.01  # no speech for 10 s and no sample above -40 dBFS: warn
+log = logging.getLogger("stream_ser")
 
 
 @dataclass
@@ -57,228 +63,84 @@ class PipelineOptions:
     tag_wait: float = 0.5
 
 
-def tag_emotion(start: float, end: float, emotions: list[EmotionEvent]) -> dict | None:
-    """Overlap-weighted emotion of ``[start, end)`` from the windows covering it."""
-    total, probs = 0.0, None
-    for e in emotions:
-        overlap = min(end, e.end) - max(start, e.start)
-        if end <= start:  # a zero-length span: windows containing the point
-            overlap = 1.0 if e.start <= start < e.end else 0.0
-        if overlap <= 0:
-            continue
-        p = np.array(list(e.window_probs.values())) * overlap
-        probs = p if probs is None else probs + p
-        total += overlap
-    if probs is None:
-        return None
-    probs /= total
-    names = list(emotions[0].window_probs)
-    k = int(np.argmax(probs))
-    return {"label": names[k], "confidence": round(float(probs[k]), 4)}
+def check_window_options(trained: dict | None, options: WindowOptions, where: str = "the emotion model") -> None:
+    """Refuse a run whose windows start elsewhere than the model's training
+    windows (``labels.json`` ``window``); warn, in one line, about another hop
+    (windows are then denser or sparser, each still cut as in training)."""
+    if not trained:
+        return
+    lead = trained.get("lead")
+    if isinstance(lead, (int, float)) and abs(lead - options.lead) > 1e-6:
+        raise ModelError(f"{where} was trained on windows starting {lead:g} s before the speech onset; "
+                         f"this run's start {options.lead:g} s before it (WindowOptions.lead)")
+    hop = trained.get("hop")
+    if isinstance(hop, (int, float)) and abs(hop - options.hop) > 1e-6:
+        log.warning("%s was trained with windows every %g s; this run cuts one every %g s", where, hop, options.hop)
 
 
 class Pipeline:
-    """Runs one source through every stage.  Models load in the constructor,
-    before the source opens.  Iterate :meth:`events` on one thread; call
-    :meth:`stop` from any thread (or a signal handler) to end early: audio
-    already captured is still analysed and its events are yielded."""
+    """Runs one source through every stage.
+
+    Models load in the constructor, before the source opens (pass loaded
+    ``emotion_model`` / ``whisper_model`` to share them between pipelines).
+    Iterate :meth:`events` once, on one thread.  :meth:`stop` (any thread, or
+    a signal handler) ends early: capture stops, and audio already captured is
+    still analysed and its events are yielded.  :meth:`close` (or leaving a
+    ``with`` block, or leaving :meth:`events` by ``break``, an exception or
+    garbage collection) stops every stage now: within 2 s every thread is
+    joined and the source (the device) is closed.
+
+    A stage that raises ends the session within 1 s: :meth:`events` yields the
+    events produced before it, then raises :class:`StageError` naming the
+    stage.  A source that ends with a :class:`SourceError` (a device that
+    vanished, a truncated file) is an end, not a crash: what was captured is
+    analysed, then the error is raised.
+    """
 
     def __init__(self, source: Source, options: PipelineOptions | None = None, *, emotion_model=None, whisper_model=None):
         self.source = source
         self.options = o = options or PipelineOptions()
-        self.emotion_model = emotion_model or EmotionModel(o.emotion.models_dir, neutral_bias=o.emotion.neutral_bias)
-        self.whisper = (whisper_model or load_whisper(o.transcribe)) if o.transcript else None
-        warm_up()
+        self._threads: list[threading.Thread] = []
+        self._started = False
+        self._halt = threading.Event()  # abort: every stage stops now
+        self._stop = threading.Event()  # end early: capture stops, the rest is analysed
+        try:
+            self.emotion_model = emotion_model or EmotionModel(o.emotion.models_dir, neutral_bias=o.emotion.neutral_bias)
+            check_window_options(getattr(self.emotion_model, "window", None), o.window)
+            self.whisper = (whisper_model or load_whisper(o.transcribe)) if o.transcript else None
+            warm_up()
+        except BaseException:
+            source.close()  # a model that does not load leaves no file or device open
+            raise
         self.ring = RingBuffer(o.ring_seconds)
-        self.gate = VadGate(o.vad)
-        self.windower = Windower(o.window)
+        self.segmenter = Segmenter(o.vad, o.window)
+        self.meter = InputMeter(source.live)
         self._out: queue.Queue = queue.Queue()
-        self.emotion = EmotionWorker(self.emotion_model, self.ring, self._out.put, o.emotion)
-        self.transcriber = Transcriber(self.whisper, self.ring, self._out.put, o.transcribe, live=source.live) if self.whisper else None
-        self._stop = threading.Event()
-        self.error: BaseException | None = None
+        self.emotion = EmotionWorker(self.emotion_model, self.ring, self._out.put, o.emotion, on_error=self._fail)
+        self.transcriber = (Transcriber(self.whisper, self.ring, self._out.put, o.transcribe, live=source.live, on_error=self._fail)
+                            if self.whisper else None)
+        self._failure: StageError | None = None
+        self._failure_lock = threading.Lock()
+        self.error: SourceError | None = None  # how the source ended, if not cleanly
         self.dropped_windows = 0
-        self._level_sq, self._level_n, self._peak, self._clipped = 0.0, 0, 0.0, 0
-        self._speech_sq, self._speech_n = 0.0, 0  # level of the blocks the VAD calls speech
-        self._speech_recent: deque = deque(maxlen=3)  # ... in the last three status intervals
-        self._heard_any = False  # has the VAD heard speech in this session?
-        self._unheard, self._unheard_peak = 0, 0.0  # samples before it did, and their peak
         self._last_status = 0.0
         self._losses_seen = (0, 0)
         self._skipped_seen = 0.0
         self._status_from = 0
-        self._utterance = -1
 
-    # ---- capture thread ---------------------------------------------------
-    def _dispatch_windows(self, windows) -> None:
-        for w in windows:
-            if self.source.live:
-                try:
-                    self.emotion.windows.put_nowait(w)
-                except queue.Full:
-                    self.dropped_windows += 1
-            else:
-                self.emotion.windows.put(w)  # back-pressure
+    # ---- lifetimes ----------------------------------------------------------
+    def __enter__(self) -> "Pipeline":
+        return self
 
-    def _status(self) -> None:
-        now = time.time()
-        written = self.ring.written
-        level = 10 * math.log10(self._level_sq / self._level_n) if self._level_n and self._level_sq > 0 else -math.inf
-        audio_s = max(written / SAMPLE_RATE, 1e-9)
-        ratio = {"emotion": round(self.emotion.compute_seconds / audio_s, 4)}
-        if self.transcriber:
-            ratio["transcript"] = round(self.transcriber.compute_seconds / audio_s, 4)
-        dropped = self.source.dropped_samples + self.ring.overrun_samples
-        warnings = []
-        if self._clipped:
-            warnings.append(f"clipping ({self._clipped} samples)")
-        # judged on speech only: room noise in a pause is quiet and that is fine
-        # over the last few intervals' speech: the soft tail of a sentence alone is not a quiet microphone
-        self._speech_recent.append((self._speech_sq, self._speech_n))
-        speech_sq, speech_n = map(sum, zip(*self._speech_recent))
-        if speech_n >= SAMPLE_RATE // 2 and 10 * math.log10(speech_sq / speech_n + 1e-20) < -45:
-            warnings.append("input very quiet")
-        # speech too quiet for the VAD is never "speech", so the level check above
-        # never runs: say so when a session has heard no speech at all for a
-        # while and even its loudest sample is faint (speech peaks far above
-        # -40 dBFS); a pause after speech is not a microphone problem
-        if not self._heard_any and self._unheard >= UNHEARD_SECONDS * SAMPLE_RATE and self._unheard_peak < UNHEARD_PEAK:
-            faint = "silent" if self._unheard_peak == 0 else f"very quiet (peak {20 * math.log10(self._unheard_peak):.0f} dBFS)"
-            advice = ": check the microphone gain" if self.source.live else ""
-            warnings.append(f"no speech in the first {self._unheard / SAMPLE_RATE:.0f} s, input {faint}{advice}")
-        # warn while losses grow, not for the rest of the session after one
-        if dropped > self._losses_seen[0] or self.dropped_windows > self._losses_seen[1]:
-            warnings.append("audio is being dropped")
-        self._losses_seen = (dropped, self.dropped_windows)
-        skipped = self.transcriber.skipped_seconds if self.transcriber else 0.0
-        if skipped > self._skipped_seen:
-            warnings.append(f"transcript behind: skipped {skipped:.1f} s of audio")
-        self._skipped_seen = skipped
-        queues = {"emotion": self.emotion.windows.qsize()}
-        ev = StatusEvent(type="status", start=round(self._status_from / SAMPLE_RATE, 3), end=round(written / SAMPLE_RATE, 3),
-                         emitted_at=now, latency_ms=0.0, source=self.source.name, sample_rate=self.source.sample_rate,
-                         level_dbfs=round(level, 1) if math.isfinite(level) else -math.inf, peak=round(self._peak, 4),
-                         clipped_samples=self._clipped, overflows=self.source.overflows, dropped_samples=dropped,
-                         dropped_windows=self.dropped_windows,
-                         skipped_audio_s=round(self.transcriber.skipped_seconds, 2) if self.transcriber else 0.0,
-                         queues=queues, compute_ratio=ratio, in_speech=self.gate.in_speech, warnings=warnings)
-        self._out.put(ev)
-        self._level_sq, self._level_n, self._peak, self._clipped = 0.0, 0, 0.0, 0
-        self._speech_sq, self._speech_n = 0.0, 0
-        self._status_from = written
-        self._last_status = now
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
 
-    def _route(self, utterances, captured_at: float) -> None:
-        for u in utterances:
-            if u.kind == "start":
-                self.windower.utterance_started(u.sample)
-                self._utterance += 1
-            else:
-                self.windower.utterance_ended(u.sample)
-            if self.transcriber:
-                self.transcriber.utterance(u)
-            self._out.put(SpeechEvent(type="speech", start=round(u.sample / SAMPLE_RATE, 3), end=round(u.sample / SAMPLE_RATE, 3),
-                                      emitted_at=time.time(), latency_ms=round((time.time() - captured_at) * 1000, 2),
-                                      state=u.kind, utterance=self._utterance))
-            self._dispatch_windows(self.windower.ready(self.ring.written, self.gate.speech_until))
-
-    def _capture(self) -> None:
+    def __del__(self):
         try:
-            for block, captured_at in self.source.blocks():
-                self.ring.write(block, captured_at, wait=not self.source.live)
-                self._level_sq += float(np.dot(block, block))
-                self._level_n += len(block)
-                peak = float(np.abs(block).max(initial=0.0))
-                self._peak = max(self._peak, peak)
-                self._clipped += int(np.count_nonzero(np.abs(block) >= 0.999))
-                self._route(self.gate.push(block), captured_at)
-                if self.gate.in_speech:
-                    self._speech_sq += float(np.dot(block, block))
-                    self._speech_n += len(block)
-                    self._heard_any = True
-                elif not self._heard_any:
-                    self._unheard += len(block)
-                    self._unheard_peak = max(self._unheard_peak, peak)
-                self._dispatch_windows(self.windower.ready(self.ring.written, self.gate.speech_until))
-                if time.time() - self._last_status >= self.options.status_interval:
-                    self._status()
-                if self._stop.is_set():
-                    break
-        except BaseException as e:
-            self.error = e
-        finally:
-            try:
-                self.source.close()
-                try:
-                    self._route(self.gate.flush(), time.time())
-                    self._dispatch_windows(self.windower.flush(self.ring.written))
-                finally:
-                    self.emotion.windows.put(None)
-                    if self.transcriber:
-                        self.transcriber.finish()
-                    self.ring.close()
-                    self.emotion.join()
-                    if self.transcriber:
-                        # stopping early: the open utterance gets a moment for its last commit
-                        self.transcriber.join(None if not self._stop.is_set() else 0.7)
-                        if self.transcriber.is_alive():
-                            self.transcriber.stop()
-                            self.transcriber.join(0.5)
-                            self.transcriber.commit_hypotheses()  # the words shown so far stay in the files
-                    self._status()
-                    for worker in (self.emotion, self.transcriber):
-                        if worker is not None and worker.error is not None and self.error is None:
-                            self.error = worker.error
-            except Exception as e:  # reported; the events end all the same
-                self.error = self.error or e
-            finally:
-                self._out.put(None)  # a caller of events() must never wait forever
-
-    # ---- caller's thread --------------------------------------------------
-    def events(self) -> Iterator[Event]:
-        """Start the stages and yield every event until the source ends or
-        :meth:`stop`.  Raises the source's error (e.g. :class:`DeviceLost`)
-        after the events produced before it."""
-        self.emotion.start()
-        if self.transcriber:
-            self.transcriber.start()
-        capture = threading.Thread(target=self._capture, name="capture", daemon=True)
-        capture.start()
-        emotions: list[EmotionEvent] = []
-        held: list[TranscriptEvent] = []
-
-        def release(ev: TranscriptEvent, now: float) -> TranscriptEvent:
-            ev.emotion = tag_emotion(ev.start, ev.end, emotions)
-            captured = ev.emitted_at - ev.latency_ms / 1000
-            ev.emitted_at, ev.latency_ms = now, round((now - captured) * 1000, 1)
-            return ev
-
-        done = False
-        while not done or held:
-            try:
-                ev = self._out.get(timeout=0.05) if not done else None
-            except queue.Empty:
-                ev = False
-            if ev is None:
-                done = True
-            elif ev is not False:
-                if isinstance(ev, EmotionEvent):
-                    emotions.append(ev)
-                    emotions = [e for e in emotions if e.end > ev.start - 120]
-                if isinstance(ev, TranscriptEvent) and ev.final and ev.text:
-                    if tag_emotion(ev.start, ev.end, emotions) is None and not done:
-                        held.append(ev)
-                        continue
-                    ev = release(ev, time.time())
-                yield ev
-            now = time.time()
-            for h in list(held):
-                if done or now - h.emitted_at >= self.options.tag_wait or tag_emotion(h.start, h.end, emotions):
-                    held.remove(h)
-                    yield release(h, now)
-        capture.join(2.0)
-        if self.error is not None:
-            raise self.error
+            self.close(timeout=0.0)
+        except Exception:
+            pass
 
     def stop(self) -> None:
         """End early (thread- and signal-safe): capture stops, the rest is analysed."""
@@ -287,16 +149,226 @@ class Pipeline:
         # handler, a signal handler) can block; the capture thread closes it
         self.source.request_stop()
 
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop every stage now, join the threads (at most ``timeout`` s) and
+        close the source.  Idempotent; call it from any thread but a stage's."""
+        if not hasattr(self, "_out"):  # the constructor failed: it closed the source
+            return
+        self._abort()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(max(0.0, deadline - time.monotonic()))
+        if not any(t.name == "capture" and t.is_alive() for t in self._threads):
+            self.source.close()  # else the capture thread closes it on its way out
+
+    def _abort(self) -> None:
+        self._halt.set()
+        self._stop.set()
+        self.source.request_stop()
+        self.ring.close()  # wakes a writer waiting for back-pressure and readers waiting for audio
+        self.emotion.stop()
+        if self.transcriber:
+            self.transcriber.stop()
+
+    def _fail(self, stage: str, error: BaseException) -> None:
+        """A stage raised: the session ends now (the first failure is reported)."""
+        with self._failure_lock:
+            if self._failure is None:
+                self._failure = error if isinstance(error, StageError) else StageError(stage, error)
+                if self._failure is not error:
+                    self._failure.__cause__ = error
+        self._abort()
+
+    @property
+    def alive_threads(self) -> list[threading.Thread]:
+        """The pipeline's threads still running (none after :meth:`close`)."""
+        return [t for t in self._threads if t.is_alive()]
+
+    # ---- capture thread ---------------------------------------------------
+    def _dispatch(self, windows) -> None:
+        for w in windows:
+            if self.source.live:  # never slow a live source: drop, and count it
+                try:
+                    self.emotion.windows.put_nowait(w)
+                except queue.Full:
+                    self.dropped_windows += 1
+                continue
+            while not self._halt.is_set():  # back-pressure, but never past a halt
+                try:
+                    self.emotion.windows.put(w, timeout=0.1)
+                    break
+                except queue.Full:
+                    pass
+
+    def _route(self, utterances, captured_at: float) -> None:
+        for u in utterances:
+            if self.transcriber:
+                self.transcriber.utterance(u)
+            now = time.time()
+            t = round(u.sample / SAMPLE_RATE, 3)
+            self._out.put(SpeechEvent(type="speech", start=t, end=t, emitted_at=now,
+                                      latency_ms=round((now - captured_at) * 1000, 2), state=u.kind, utterance=u.index))
+
+    def _status(self) -> None:
+        now = time.time()
+        written = self.ring.written
+        audio_s = max(written / SAMPLE_RATE, 1e-9)
+        cpu = {"emotion": round(self.emotion.cpu_seconds / audio_s, 4)}
+        wall = {"emotion": round(self.emotion.compute_seconds / audio_s, 4)}
+        if self.transcriber:
+            cpu["transcript"] = round(self.transcriber.cpu_seconds / audio_s, 4)
+            wall["transcript"] = round(self.transcriber.compute_seconds / audio_s, 4)
+        m = self.meter.take()
+        dropped = self.source.dropped_samples + self.ring.overrun_samples
+        warnings = m["warnings"]
+        # warn while losses grow, not for the rest of the session after one
+        if dropped > self._losses_seen[0] or self.dropped_windows > self._losses_seen[1]:
+            warnings.append("audio is being dropped")
+        self._losses_seen = (dropped, self.dropped_windows)
+        skipped = self.transcriber.skipped_seconds if self.transcriber else 0.0
+        if skipped > self._skipped_seen:
+            warnings.append(f"transcript behind: skipped {skipped:.1f} s of audio")
+        self._skipped_seen = skipped
+        self._out.put(StatusEvent(
+            type="status", start=round(self._status_from / SAMPLE_RATE, 3), end=round(written / SAMPLE_RATE, 3),
+            emitted_at=now, latency_ms=0.0, source=self.source.name, sample_rate=self.source.sample_rate,
+            level_dbfs=-math.inf if m["level_dbfs"] is None else m["level_dbfs"], peak=m["peak"], clipped_samples=m["clipped_samples"],
+            overflows=self.source.overflows, dropped_samples=dropped, dropped_windows=self.dropped_windows,
+            skipped_audio_s=round(skipped, 2), queues={"emotion": self.emotion.windows.qsize()},
+            compute_ratio=cpu, wall_ratio=wall, in_speech=self.segmenter.in_speech, warnings=warnings))
+        self._status_from = written
+        self._last_status = now
+
+    def _capture(self) -> None:
+        try:
+            self._feed()
+        finally:
+            self._drain()
+
+    def _feed(self) -> None:
+        blocks = self.source.blocks()
+        while not self._stop.is_set():
+            try:
+                item = next(blocks, None)
+            except SourceError as e:  # the source ended badly: what came before is analysed
+                self.error = e
+                return
+            except Exception as e:
+                return self._fail("source", e)
+            if item is None:
+                return
+            block, captured_at = item
+            try:
+                self.ring.write(block, captured_at, wait=not self.source.live)
+                utterances, windows = self.segmenter.push(block)
+                self.meter.add(block, self.segmenter.in_speech)
+            except StageError as e:
+                return self._fail(e.stage, e)
+            except Exception as e:
+                return self._fail("capture", e)
+            self._route(utterances, captured_at)
+            self._dispatch(windows)
+            if time.time() - self._last_status >= self.options.status_interval:
+                self._status()
+
+    def _drain(self) -> None:
+        """End of capture: close the source, finish the open utterance, let the
+        workers finish (unless halted), a last status, then the end marker."""
+        try:
+            self.source.close()
+            if not self._halt.is_set():
+                try:
+                    utterances, windows = self.segmenter.flush()
+                except StageError as e:
+                    self._fail(e.stage, e)
+                else:
+                    self._route(utterances, time.time())
+                    self._dispatch(windows)
+            self.emotion.finish()
+            if self.transcriber:
+                self.transcriber.finish()
+            self.ring.close()
+            while self.emotion.is_alive() and not self._halt.is_set():
+                self.emotion.join(0.1)
+            if self.transcriber:
+                # stopping early: the open utterance gets a moment for its last commit
+                deadline = time.monotonic() + (0.7 if self._stop.is_set() else float("inf"))
+                while self.transcriber.is_alive() and not self._halt.is_set() and time.monotonic() < deadline:
+                    self.transcriber.join(0.1)
+                if self.transcriber.is_alive() and not self._halt.is_set():
+                    self.transcriber.stop()
+                    self.transcriber.join(0.5)
+                    self.transcriber.commit_hypotheses()  # the words shown so far stay in the files
+            if not self._halt.is_set():
+                self._status()
+        except Exception as e:
+            self._fail("capture", e)
+        finally:
+            self._out.put(None)  # a caller of events() never waits forever
+
+    # ---- caller's thread --------------------------------------------------
+    def _start(self) -> None:
+        if self._started:
+            raise RuntimeError("Pipeline.events() can be iterated only once")
+        self._started = True
+        capture = threading.Thread(target=self._capture, name="capture", daemon=True)
+        self._threads = [self.emotion, capture] + ([self.transcriber] if self.transcriber else [])
+        for t in self._threads:
+            t.start()
+
+    def events(self) -> Iterator[Event]:
+        """Start the stages and yield every event until the source ends or
+        :meth:`stop`.  Raises :class:`StageError` when a stage fails, or the
+        source's :class:`SourceError` (e.g. :class:`DeviceLost`), after the
+        events produced before it.  Leaving the loop early closes the pipeline."""
+        self._start()
+        tagger = TranscriptTagger(self.options.tag_wait)
+        try:
+            done = False
+            while not done and self._failure is None:
+                try:
+                    ev = self._out.get(timeout=0.05)
+                except queue.Empty:
+                    ev = False
+                now = time.time()
+                if ev is None:
+                    done = True
+                    yield from tagger.due(now, final=True)
+                elif ev is False:
+                    yield from tagger.due(now)
+                else:
+                    yield from tagger.feed(ev, now)
+            if self._failure is not None:
+                # the events produced before the failure, then the failure
+                while True:
+                    try:
+                        ev = self._out.get_nowait()
+                    except queue.Empty:
+                        break
+                    if ev is not None:
+                        yield from tagger.feed(ev, time.time())
+                yield from tagger.due(time.time(), final=True)
+                raise self._failure
+            if self.error is not None:
+                raise self.error
+        finally:
+            self.close()
+
 
 def replay(path: str, speed: float = 0.0, options: PipelineOptions | None = None) -> Iterator[Event]:
     """Events of a recording: ``for ev in stream_ser.replay("call.wav"): ...``.
-    ``speed`` 0 runs as fast as possible (nothing dropped), 1 at real-time pace."""
-    yield from Pipeline(FileSource(path, speed=speed), options).events()
+    ``speed`` 0 runs as fast as possible (nothing dropped), 1 at real-time pace.
+    Leaving the loop early stops the pipeline and closes the file."""
+    with Pipeline(FileSource(path, speed=speed), options) as p:
+        yield from p.events()
 
 
 def listen(device: str | int | None = None, options: PipelineOptions | None = None) -> Iterator[Event]:
-    """Events of a live input device (index or name substring; None: default)."""
-    yield from Pipeline(MicSource(device), options).events()
+    """Events of a live input device (index or name substring; None: default).
+    Leaving the loop early stops the pipeline and closes the device."""
+    with Pipeline(MicSource(device), options) as p:
+        yield from p.events()
 
 
-__all__ = ["Pipeline", "PipelineOptions", "replay", "listen", "DeviceLost"]
+__all__ = ["Pipeline", "PipelineOptions", "replay", "listen", "DeviceLost", "StageError"]

@@ -254,7 +254,7 @@ class MicSource(Source):
 
     def __init__(self, device: str | int | None = None, sample_rate: int | None = None,
                  block_seconds: float = 0.032, queue_seconds: float = 10.0, lost_after: float = 2.0):
-        import sounddevice as sd
+        sd = _sounddevice()
 
         self.live = True
         self.device = find_device(device)

@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
-
 from .errors import ModelError
 from .events import TranscriptEvent
 from .features import SAMPLE_RATE
@@ -112,6 +110,30 @@ def load_whisper(options: TranscribeOptions):
         raise ModelError(f"cannot load ASR model {path!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
+def _decoder_cpu() -> float | None:
+    """CPU seconds of this thread and of the process's native threads (those
+    Python did not start: CTranslate2's and onnxruntime's pools, which do the
+    decoding while the calling thread waits).  Linux only (/proc); None elsewhere,
+    where the caller counts wall time instead."""
+    try:
+        python = {t.native_id for t in threading.enumerate()} - {threading.get_native_id()}
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for tid in os.listdir("/proc/self/task"):
+            if int(tid) in python:
+                continue
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    stat = f.read()
+            except OSError:  # the thread ended meanwhile
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+        return total / tick
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 @dataclass
 class Word:
     start: int  # samples on the stream clock
@@ -142,9 +164,12 @@ class Transcriber(threading.Thread):
     Audio outside utterances is never decoded (no text invented on silence).
     Call :meth:`finish` at end of stream."""
 
-    def __init__(self, model, ring: RingBuffer, emit: Callable, options: TranscribeOptions, live: bool):
+    def __init__(self, model, ring: RingBuffer, emit: Callable, options: TranscribeOptions, live: bool,
+                 on_error: Callable[[str, BaseException], None] | None = None):
         super().__init__(name="transcriber", daemon=True)
         self.model, self.ring, self.emit, self.options, self.live = model, ring, emit, options, live
+        self.on_error = on_error
+        self.cpu_seconds = 0.0
         self._messages: queue.Queue = queue.Queue()
         self._utts: list[_Utterance] = []
         self._eos = False
@@ -195,7 +220,7 @@ class Transcriber(threading.Thread):
 
     def _decode(self, start: int, end: int, prompt: str) -> list[Word]:
         audio = self.ring.read(start, end)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _decoder_cpu()
         segments, _ = self.model.transcribe(
             audio, language=self.options.language, beam_size=self.options.beam_size, word_timestamps=True,
             condition_on_previous_text=False, initial_prompt=prompt[-200:] or None,
@@ -204,6 +229,8 @@ class Transcriber(threading.Thread):
         words = [Word(start + int(w.start * SAMPLE_RATE), start + int(w.end * SAMPLE_RATE), w.word)
                  for s in segments for w in (s.words or [])]
         self.compute_seconds += time.perf_counter() - t0
+        c1 = _decoder_cpu()
+        self.cpu_seconds += (c1 - c0) if c0 is not None and c1 is not None else time.perf_counter() - t0
         return [w for w in words if w.key]
 
     @staticmethod
@@ -350,5 +377,7 @@ class Transcriber(threading.Thread):
                     self._step_open(self._utts[0])
         except BaseException as e:
             self.error = e
+            if self.on_error:
+                self.on_error("transcript", e)
         finally:
             self.ring.hold("transcriber", None)

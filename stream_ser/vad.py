@@ -46,12 +46,15 @@ class Utterance:
 
     ``kind`` is ``"start"`` or ``"end"``.  For a start, ``sample`` is the onset
     (first speech frame) and ``preroll_start`` the onset less the pre-roll; for
-    an end, ``sample`` is the end of the last speech frame.
+    an end, ``sample`` is the end of the last speech frame.  ``index`` numbers
+    the utterances of a stream from 0 (set by the
+    :class:`~stream_ser.windows.Segmenter`; -1 from a bare gate).
     """
 
     kind: str
     sample: int
     preroll_start: int = 0
+    index: int = -1
 
 
 class VadGate:

@@ -10,19 +10,20 @@ after the utterance's end is included, as in the training clips).
 ``lead`` = median VadGate onset over the RAVDESS training clips (0.99 s,
 measured by ``python bench/window_lead.py``) - the paper's 0.6 s offset = 0.39 ≈ 0.4 s.
 
-Training cuts its windows with :func:`clip_windows`, which runs the same
-:class:`~stream_ser.vad.VadGate` and :class:`Windower` over a clip, so training
-and serving see identical windows.
+The stream and training both cut through one :class:`Segmenter` (gate +
+windower + utterance numbering): training's :func:`clip_windows` runs it over a
+clip, so training and serving see identical windows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .errors import StageError
 from .features import SAMPLE_RATE, WINDOW_SAMPLES
-from .vad import VadGate, VadOptions
+from .vad import Utterance, VadGate, VadOptions
 
 
 @dataclass
@@ -123,6 +124,62 @@ def cut(audio: np.ndarray, window: EmotionWindow) -> np.ndarray:
     return out
 
 
+class Segmenter:
+    """The stream's segmentation, in one place: :class:`VadGate` +
+    :class:`Windower` + utterance numbering.  Feed consecutive 16 kHz blocks
+    to :meth:`push`; it returns the utterance starts and ends they complete
+    (:class:`~stream_ser.vad.Utterance`, numbered from 0 in ``index``) and the
+    :class:`EmotionWindow` s whose audio is now complete.  The pipeline and
+    training's :func:`clip_windows` both cut through it, so training and
+    serving cut identical windows.  Not thread-safe: one thread feeds it."""
+
+    def __init__(self, vad_options: VadOptions | None = None, window_options: WindowOptions | None = None):
+        self.gate = VadGate(vad_options)
+        self.windower = Windower(window_options)
+        self.samples = 0  # pushed so far: the stream clock's now
+        self._utterances = -1
+
+    @property
+    def in_speech(self) -> bool:
+        return self.gate.in_speech
+
+    def push(self, block: np.ndarray) -> tuple[list[Utterance], list[EmotionWindow]]:
+        """Raises :class:`~stream_ser.errors.StageError` naming "vad" or "windower"."""
+        self.samples += len(block)
+        try:
+            events = self.gate.push(block)
+        except Exception as e:
+            raise StageError("vad", e) from e
+        return self._route(events, final=False)
+
+    def flush(self) -> tuple[list[Utterance], list[EmotionWindow]]:
+        """End of stream: close an open utterance and hand out every scheduled window."""
+        try:
+            events = self.gate.flush()
+        except Exception as e:
+            raise StageError("vad", e) from e
+        return self._route(events, final=True)
+
+    def _route(self, events: list[Utterance], final: bool) -> tuple[list[Utterance], list[EmotionWindow]]:
+        try:
+            return self._schedule(events, final)
+        except Exception as e:
+            raise StageError("windower", e) from e
+
+    def _schedule(self, events: list[Utterance], final: bool) -> tuple[list[Utterance], list[EmotionWindow]]:
+        utterances, windows = [], []
+        for u in events:
+            if u.kind == "start":
+                self._utterances += 1
+                self.windower.utterance_started(u.sample)
+            else:
+                self.windower.utterance_ended(u.sample)
+            utterances.append(replace(u, index=self._utterances))
+            windows += self.windower.ready(self.samples, self.gate.speech_until)
+        windows += self.windower.flush(self.samples) if final else self.windower.ready(self.samples, self.gate.speech_until)
+        return utterances, windows
+
+
 def clip_windows(
     audio: np.ndarray,
     vad_options: VadOptions | None = None,
@@ -130,22 +187,8 @@ def clip_windows(
     block: int = 1024,
 ) -> list[EmotionWindow]:
     """The windows the stream would cut from ``audio`` (16 kHz mono), fed in blocks."""
-    gate = VadGate(vad_options)
-    windower = Windower(window_options)
+    segmenter = Segmenter(vad_options, window_options)
     windows: list[EmotionWindow] = []
-
-    def route(events, available):
-        for u in events:
-            if u.kind == "start":
-                windower.utterance_started(u.sample)
-            else:
-                windower.utterance_ended(u.sample)
-            windows.extend(windower.ready(available, gate.speech_until))
-
     for i in range(0, len(audio), block):
-        chunk = audio[i : i + block]
-        route(gate.push(chunk), i + len(chunk))
-        windows.extend(windower.ready(i + len(chunk), gate.speech_until))
-    route(gate.flush(), len(audio))
-    windows.extend(windower.flush(len(audio)))
-    return windows
+        windows += segmenter.push(audio[i : i + block])[1]
+    return windows + segmenter.flush()[1]

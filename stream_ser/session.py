@@ -1,0 +1,170 @@
+"""SessionState: one session, reduced from its events.  The live dashboard,
+the plain view's end-of-session summary (and the web page and batch report)
+are views of it: they read the state, never a model or a stage.
+
+Threading: :meth:`SessionState.update` is called on one thread (the consumer
+of :meth:`Pipeline.events`).  Readers on other threads (rich's refresh thread)
+take :attr:`SessionState.lock` while they copy what they need.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from bisect import bisect_right
+from collections import Counter, deque
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .events import EmotionEvent, Event, SpeechEvent, StatusEvent, TranscriptEvent
+from .labels import EMOTIONS
+
+UNCERTAIN_BELOW = 0.2  # an emotion less confident than this is shown as "?" (uncertain)
+
+
+def percentiles(values: Iterable[float], qs=(50, 95)) -> dict[str, float]:
+    """``{"p50": .., "p95": .., "max": ..}`` (NaN for no values): the one way
+    latencies are summarised, on screen, in the summary and in the benchmarks."""
+    values = list(values)
+    if not values:
+        return {f"p{q}": math.nan for q in qs} | {"max": math.nan}
+    return {f"p{q}": float(np.percentile(values, q)) for q in qs} | {"max": float(np.max(values))}
+
+
+class SessionState:
+    """Everything a view shows about one session.
+
+    Attributes (read under :attr:`lock` from other threads):
+        source_name, sample_rate: from the newest status event.
+        audio: audio seconds captured so far.
+        status: the newest :class:`StatusEvent`.
+        in_speech, utterance: the VAD's state and the newest utterance's number.
+        emotion, emotion_at: the newest :class:`EmotionEvent` and when it came (``clock``).
+        labels: the model's labels, in its order.
+        spans: speech ``[start, end, utterance]``, ``end`` None while open.
+        centres, windows: emotion windows sorted by centre, as
+            ``(centre, start, end, label or "?", utterance)``.
+        lines: recent committed transcript ``(number, start, text, emotion)``.
+        partial: the newest partial :class:`TranscriptEvent`, or None.
+        latency: per stage, every latency in ms (``recent`` keeps the last few hundred).
+        counts: events per type; emotion_counts: windows per label; words: committed words.
+        versions: per view region, bumped when its inputs change (views cache on it).
+    """
+
+    def __init__(self, source_name: str = "", sample_rate: int = 0, transcript: bool = True,
+                 clock: Callable[[], float] = time.monotonic, uncertain_below: float = UNCERTAIN_BELOW):
+        self.lock = threading.Lock()
+        self.clock = clock
+        self.transcript = transcript
+        self.uncertain_below = uncertain_below
+        self.source_name, self.sample_rate = source_name, sample_rate
+        self.audio = 0.0
+        self.status: StatusEvent | None = None
+        self.in_speech = False
+        self.utterance = -1
+        self.emotion: EmotionEvent | None = None
+        self.emotion_at = -math.inf
+        self.labels = list(EMOTIONS)
+        self.spans: list[list] = []
+        self.centres: list[float] = []
+        self.windows: list[tuple[float, float, float, str, int]] = []
+        self.lines: deque = deque(maxlen=200)
+        self.committed = 0
+        self.words = 0
+        self.partial: TranscriptEvent | None = None
+        self.latency: dict[str, list[float]] = {"emotion": [], "transcript": []}
+        self.recent: dict[str, deque] = {"emotion": deque(maxlen=300), "transcript": deque(maxlen=100)}
+        self.counts: Counter = Counter()
+        self.emotion_counts: Counter = Counter()
+        self.versions: Counter = Counter()
+        self.first_event: float | None = None  # clock time of the first event
+        self.first_wall: float | None = None  # events' emitted_at, first and last
+        self.last_wall: float | None = None
+
+    # ---- the reducer --------------------------------------------------------
+    def update(self, event: Event) -> None:
+        now = self.clock()
+        with self.lock:
+            if self.first_event is None:
+                self.first_event = now
+            self.counts[event.type] += 1
+            self.first_wall = self.first_wall or event.emitted_at
+            self.last_wall = event.emitted_at
+            v = self.versions
+            if isinstance(event, StatusEvent):
+                self.status = event
+                self.source_name = event.source or self.source_name
+                self.sample_rate = event.sample_rate or self.sample_rate
+                # the status clock is the samples captured; window ends may be padded past it
+                self.audio = event.end
+                if not event.in_speech and self.spans and self.spans[-1][1] is None:
+                    self.spans[-1][1] = event.end  # missed the end event: close the span
+                if event.in_speech != self.in_speech:
+                    v["now"] += 1
+                self.in_speech = event.in_speech
+                v.update(("health", "timeline"))
+            elif isinstance(event, SpeechEvent):
+                self._advance(event.start)
+                if self.spans and self.spans[-1][1] is None:
+                    self.spans[-1][1] = event.start
+                if event.state == "start":
+                    self.spans.append([event.start, None, event.utterance])
+                    self.utterance = event.utterance
+                self.in_speech = event.state == "start"
+                v.update(("now", "health", "timeline"))
+            elif isinstance(event, EmotionEvent):
+                self._advance(event.end)
+                self.emotion, self.emotion_at = event, now
+                if event.probs and list(event.probs) != self.labels:
+                    self.labels = list(event.probs)
+                centre = (event.start + event.end) / 2
+                i = bisect_right(self.centres, centre)
+                self.centres.insert(i, centre)
+                label = event.label if event.confidence >= self.uncertain_below else "?"
+                self.windows.insert(i, (centre, event.start, event.end, label, event.utterance))
+                self.emotion_counts[event.label] += 1
+                self._latency("emotion", event.latency_ms)
+                v.update(("health", "now", "timeline"))
+            elif isinstance(event, TranscriptEvent):
+                self._advance(event.end)
+                if event.final:
+                    text = event.text.strip()
+                    if text:
+                        self.committed += 1
+                        self.words += len(text.split())
+                        self.lines.append((self.committed, event.start, text, event.emotion))
+                        self._latency("transcript", event.latency_ms)
+                        v["health"] += 1
+                    # a final held back for its emotion tag can arrive after a newer
+                    # partial (of later audio): drop the partial only if it covers committed audio
+                    if self.partial is not None and self.partial.start < event.end:
+                        self.partial = None
+                else:
+                    self.partial = event if event.text.strip() else None
+                v["transcript"] += 1
+
+    def _advance(self, t: float) -> None:
+        if self.status is None:  # before any status, events tell how far the audio goes
+            self.audio = max(self.audio, t)
+
+    def _latency(self, stage: str, ms: float) -> None:
+        self.latency[stage].append(ms)
+        self.recent[stage].append(ms)
+
+    # ---- derived figures ----------------------------------------------------
+    @property
+    def speech_seconds(self) -> float:
+        """Seconds inside utterances (an open one up to the audio captured)."""
+        with self.lock:
+            return sum(max(0.0, (b if b is not None else self.audio) - a) for a, b, _ in self.spans)
+
+    @property
+    def wall_seconds(self) -> float:
+        return (self.last_wall - self.first_wall) if self.first_wall is not None else 0.0
+
+    def emotion_shares(self) -> list[tuple[str, float]]:
+        """(label, share of windows), most frequent first."""
+        total = sum(self.emotion_counts.values())
+        return [(k, n / total) for k, n in self.emotion_counts.most_common()] if total else []
