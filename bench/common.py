@@ -8,7 +8,7 @@
   gaps into one WAV, repeated to a length, with where each recording lies)
 * :func:`run_cli` (``stream-ser`` as a subprocess: wall time, its own CPU time
   from ``wait4``, CPU at the moment the stream opened, its JSONL events)
-* :class:`LiveSession` (the virtual microphone of tests/virtual_mic.py, a
+* :class:`LiveSession` (the virtual microphone of stream_ser/virtual_mic.py, a
   ``stream-ser listen`` subprocess on it, RSS/threads/CPU sampled from /proc)
 
 Every figure comes from the events' own fields (``latency_ms``, ``end``,
@@ -473,7 +473,7 @@ def check_run(run: dict[str, Any], what: str) -> None:
 
 # ---------------------------------------------------------------- live sessions on the virtual microphone
 def need_pulse() -> None:
-    from tests.virtual_mic import VirtualMic
+    from stream_ser.virtual_mic import VirtualMic
 
     if not VirtualMic.available():
         print("bench: pulseaudio, pactl and paplay are needed for the virtual microphone (GUIDE §2); nothing measured", file=sys.stderr)
@@ -513,7 +513,7 @@ class LiveSession:
 
     def __enter__(self) -> "LiveSession":
         need_pulse()
-        from tests.virtual_mic import VirtualMic
+        from stream_ser.virtual_mic import VirtualMic
 
         # a chunk that divides the duration, played ceil(seconds / play_chunk) times
         self.planned_plays = max(1, math.ceil(self.seconds / self.play_chunk))

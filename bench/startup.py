@@ -76,7 +76,7 @@ def main() -> int:
     C.need_pulse()
     C.log("startup: stream-ser --help ...")
     helps = [round(help_time(), 3) for _ in range(args.help_runs)]
-    from tests.virtual_mic import VirtualMic
+    from stream_ser.virtual_mic import VirtualMic
 
     tmp = C.tempdir(NAME)
     runs = []

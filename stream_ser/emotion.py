@@ -22,7 +22,15 @@ from .features import N_FEATURES, N_FRAMES, SAMPLE_RATE, normaliser, probe_misma
 from .ring import RingBuffer
 from .windows import EmotionWindow
 
-DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models"
+def _bundled_models() -> Path:
+    """The shipped emotion model: ``stream_ser/models`` in an installed package,
+    ``models/`` beside the package in a source checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / "models"
+    return installed if (installed / "labels.json").is_file() else here.parent / "models"
+
+
+DEFAULT_MODELS = _bundled_models()
 
 
 def load_error(e: BaseException) -> str:

@@ -149,10 +149,9 @@ def test_unknown_device():
 
 @pytest.mark.parametrize("fmt,subtype,width", [("WAV", "PCM_16", 2), ("WAVEX", "PCM_24", 3)])
 def test_truncated_wav_keeps_events_and_says_so(tmp_path, fmt, subtype, width):
-    from .conftest import SPEECH, need_shared, read_events
+    from .conftest import DATA, read_events
 
-    need_shared()
-    y, sr = sf.read(SPEECH / "jfk.flac", dtype="float32")
+    y, sr = sf.read(DATA / "jfk.flac", dtype="float32")
     path = tmp_path / "cut.wav"
     sf.write(path, y, sr, format=fmt, subtype=subtype)
     header = len(path.read_bytes()) - width * len(y)
@@ -218,11 +217,10 @@ def test_asr_model_names_offline():
     from stream_ser.emotion import ModelError
     from stream_ser.transcribe import TranscribeOptions, load_whisper
 
-    from .conftest import SPEECH, need_shared
+    from .conftest import DATA
 
-    need_shared()
     model = load_whisper(TranscribeOptions(model="tiny.en"))  # the bundled model, by its name, offline
-    audio, _ = sf.read(SPEECH / "jfk.flac", dtype="float32")
+    audio, _ = sf.read(DATA / "jfk.flac", dtype="float32")
     segments, _ = model.transcribe(audio[: 3 * 16000], beam_size=1, language="en")
     assert "americans" in " ".join(s.text for s in segments).lower()
     with pytest.raises(ModelError, match="not available offline"):

@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from stream_ser.dashboard import Dashboard, SessionSummary
+from stream_ser.dashboard import Dashboard
+from stream_ser.plain import summary_lines
+from stream_ser.session import SessionState
 from stream_ser.events import EmotionEvent, SpeechEvent, StatusEvent, TranscriptEvent
 
 from .conftest import ROOT, need
-from .virtual_mic import VirtualMic
+from stream_ser.virtual_mic import VirtualMic
 
 LABELS = ["angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised"]
 CELLS = "ADFHNSU?·░ "  # what a timeline cell can show
@@ -89,7 +91,7 @@ def test_renders_every_region_in_80x24():
     text = "\n".join(lines)
     assert len(lines) == 24 and max(len(line) for line in lines) <= 80, text
     assert "test mic · 48 kHz" in lines[0] and "q quit" in lines[0]
-    assert "SPEECH" in text or "A N G R Y" in text  # utterance 2 has no window yet: still the last one within hold
+    assert "A   A N G R Y   0.50" in text  # utterance 2 has no window yet: still the last one, within its hold
     assert "now · utterance 0 · 6.5-9.0 s" in text  # the JSONL's utterance number and span
     assert "ask not what your country can do for you" in text and "ask what you can do" in text
     assert re.search(r"S sad\s+ask not", text) and re.search(r"A angry\s+ask what", text)  # emotion tags
@@ -319,22 +321,21 @@ def test_context_manager_outside_a_terminal_ends_with_a_newline():
 
 
 def test_summary_covers_the_session():
-    summary = SessionSummary("call.wav", files=["out.jsonl"])
-    dash = Dashboard()
+    """The summary is a view of the same SessionState the dashboard renders."""
+    dash = Dashboard("test mic")  # the name status events carry
     for ev in [status(1, False, -math.inf), speech(0.5, "start"), emotion(0.5), emotion(1.5, "happy"), emotion(2.5, "happy"),
                transcript(0.5, 2, "hello there"), speech(3.0, "end"), status(4, False)]:
-        summary.update(ev)
         dash.update(ev)
-    text = "\n".join(summary.lines())
-    assert "session: call.wav, 4.0 s of audio (2.5 s speech)" in text
+    text = "\n".join(summary_lines(dash.state, ["out.jsonl"]))
+    assert "session: test mic, 4.0 s of audio (2.5 s speech)" in text
     assert "emotion windows: 3 (happy 67%, sad 33%)" in text
     assert "transcript: 2 words in 1 span\n" in text and "emotion latency: p50 120 ms" in text
     assert "events written to: out.jsonl" in text
     # without a transcriber there is no transcript line to report
-    quiet = SessionSummary("call.wav", transcript=False)
+    quiet = SessionState("call.wav", transcript=False)
     for ev in [status(1, False, -math.inf), emotion(0.5)]:
         quiet.update(ev)
-    assert not any(line.startswith("transcript") for line in quiet.lines())
+    assert not any(line.startswith("transcript") for line in summary_lines(quiet))
 
 
 # ---------------------------------------------------------------- slow: the real CLI in tmux
@@ -378,7 +379,11 @@ def check_dashboard(screen: str) -> None:
     """What every live dashboard must show once speech went through it."""
     lines = screen.splitlines()
     assert re.search(r"\b(" + "|".join(LABELS) + r")\b", screen), screen  # an emotion label (transcript tags, bars)
-    assert re.search("|".join([" ".join(k.upper()) for k in LABELS] + ["LISTENING", "UNCERTAIN", "SPEECH"]), screen), screen  # the badge
+    # the badge: the emotion heard (letter-spaced) or UNCERTAIN, or, once its hold ran out, "last: <label>"
+    badge = re.search("|".join([" ".join(k.upper()) for k in LABELS] + ["UNCERTAIN"]), screen) or \
+        re.search(r"(LISTENING|SPEECH)\s+last: (" + "|".join(LABELS) + r") \d\.\d\d", screen)
+    assert badge, screen
+    assert re.search(r"now · utterance \d+ · \d+\.\d-\d+\.\d s", screen), screen  # an emotion event reached the view
     assert re.search(r"latency ms\s+last\s+p50\s+p95", screen), screen
     assert re.search(r"emotion\s+\d+\s+\d+\s+\d+\s+\d\.\d\d×", screen), screen  # a latency figure in ms
     strip = timeline_strip(lines)

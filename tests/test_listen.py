@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import CLI, ROOT, need, read_events, run_cli
-from .virtual_mic import VirtualMic
+from stream_ser.virtual_mic import VirtualMic
 
 
 @pytest.fixture
@@ -75,7 +75,8 @@ def test_listen_matches_replay(mic, jfk, tmp_path):
     live_emo = [e["start"] - shift for e in live if e["type"] == "emotion"]
     ref_emo = [e["start"] for e in ref if e["type"] == "emotion"]
     assert len(live_emo) == len(ref_emo) > 0
-    assert max(abs(a - b) for a, b in zip(live_emo, ref_emo)) <= 1.0  # within one hop
+    # the same windows on the same clock: a tenth of a hop at most (VAD frames are 30 ms)
+    assert max(abs(a - b) for a, b in zip(live_emo, ref_emo)) <= 0.1
     words = " ".join(e["text"] for e in live if e["type"] == "transcript" and e["final"]).lower()
     assert "country" in words, words
     last = [e for e in live if e["type"] == "status"][-1]
@@ -133,6 +134,7 @@ def test_kill_9_leaves_valid_jsonl(tmp_path, jfk):
                          cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_for(lambda: len(events_of(jsonl)) >= 5, 90)
+        assert p.poll() is None  # still analysing when it is killed: the file is cut mid-session
         p.kill()
         p.wait()
     finally:

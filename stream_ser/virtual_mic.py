@@ -1,6 +1,7 @@
 """A real microphone without a sound card: a PulseAudio null sink whose monitor
-is the default input (GUIDE §2).  What is played into the sink is what
-``stream-ser listen`` records.  Used by tests and by bench/live.py.
+is the default input.  What is played into the sink is what
+``stream-ser listen`` records: tests and benchmarks (bench/live.py) use it,
+and so can anyone without a sound card (needs pulseaudio and pulseaudio-utils).
 
     with VirtualMic() as mic:          # before sounddevice is imported
         env = mic.env                  # pass to subprocesses

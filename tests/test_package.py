@@ -1,0 +1,34 @@
+"""The package is whole: a wheel built from this checkout, installed into a
+fresh virtual environment outside it, replays a recording with the bundled
+emotion and ASR models."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+from .conftest import DATA, ROOT
+
+
+def test_wheel_installs_into_a_fresh_venv_and_replays(tmp_path):
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "-o", str(dist), str(ROOT)],
+                   check=True, capture_output=True, timeout=300)
+    wheel = next(dist.glob("stream_ser-*.whl"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)], capture_output=True, text=True, timeout=900)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    work = tmp_path / "elsewhere"  # not the checkout: nothing can come from it
+    work.mkdir()
+    audio = shutil.copy(DATA / "jfk.flac", work / "jfk.flac")
+    r = subprocess.run([str(venv / "bin" / "stream-ser"), "replay", str(audio), "--speed", "0", "--plain", "--jsonl", "out.jsonl"],
+                       cwd=work, capture_output=True, text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import stream_ser.emotion as e; print(e.DEFAULT_MODELS)"],
+                           cwd=work, capture_output=True, text=True, timeout=120)
+    assert where.stdout.strip().startswith(str(venv)), where  # the model inside the installed package
+    events = [json.loads(line) for line in (work / "out.jsonl").read_text().splitlines()]
+    assert sum(e["type"] == "emotion" for e in events) >= 8
+    text = " ".join(e["text"] for e in events if e["type"] == "transcript" and e["final"]).lower()
+    assert "ask not what your country can do for you" in text, text

@@ -1,0 +1,413 @@
+"""The pipeline as a component other code can trust: it owns its threads, a
+failing stage ends the session within 1 s with an error that names it, leaving
+the loop by any route leaves nothing running, and the code's layers point down."""
+
+import ast
+import gc
+import json
+import logging
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import stream_ser
+from stream_ser.errors import ModelError, StageError
+from stream_ser.events import EmotionEvent
+from stream_ser.pipeline import Pipeline, PipelineOptions, check_window_options
+from stream_ser.sources import FileSource
+from stream_ser.tagging import tag_emotion
+from stream_ser.vad import Utterance
+from stream_ser.windows import WindowOptions, clip_windows
+
+from .conftest import CLI, ROOT, SR, need, read_events
+
+STAGE_THREADS = {"capture", "emotion", "transcriber"}
+
+
+def stage_threads():
+    return [t for t in threading.enumerate() if t.name in STAGE_THREADS and t.is_alive()]
+
+
+def no_stage_threads_within(seconds=2.0):
+    end = time.monotonic() + seconds
+    while stage_threads() and time.monotonic() < end:
+        time.sleep(0.02)
+    return not stage_threads()
+
+
+@pytest.fixture(scope="module")
+def long_speech(tmp_path_factory, jfk):
+    """jfk three times with pauses (33 s): long enough that a failure lands mid-session."""
+    y, _ = sf.read(jfk, dtype="float32")
+    path = tmp_path_factory.mktemp("audio") / "long.wav"
+    sf.write(path, np.concatenate([y, np.zeros(SR, np.float32)] * 3), SR)
+    return path
+
+
+class Failing:
+    """Wraps a model; ``method`` raises from its ``after``-th call on, and
+    remembers when it first did."""
+
+    def __init__(self, inner, method, after):
+        self.inner, self.method, self.after, self.calls, self.failed_at = inner, method, after, 0, None
+
+    def __getattr__(self, name):
+        attr = getattr(self.inner, name)
+        if name != self.method:
+            return attr
+
+        def call(*a, **k):
+            self.calls += 1
+            if self.calls >= self.after:
+                self.failed_at = self.failed_at or time.monotonic()
+                raise RuntimeError("injected failure")
+            return attr(*a, **k)
+        return call
+
+
+def run_until_failure(pipeline, failing):
+    events = []
+    with pytest.raises(StageError) as info:
+        for ev in pipeline.events():
+            events.append(ev)
+    ended = time.monotonic()
+    return info.value, events, ended - failing.failed_at
+
+
+def test_emotion_stage_failure_ends_the_session_within_a_second(long_speech, emotion_model, whisper_model):
+    failing = Failing(emotion_model, "predict", 4)
+    p = Pipeline(FileSource(long_speech, speed=0), PipelineOptions(), emotion_model=failing, whisper_model=whisper_model)
+    error, events, after = run_until_failure(p, failing)
+    assert error.stage == "emotion" and "injected failure" in str(error) and str(error).count("\n") == 0
+    assert isinstance(error.__cause__, RuntimeError)
+    assert after < 1.0, after
+    assert sum(e.type == "emotion" for e in events) == 3  # the windows classified before it
+    assert no_stage_threads_within(2.0)
+
+
+def test_transcript_stage_failure(long_speech, emotion_model, whisper_model):
+    failing = Failing(whisper_model, "transcribe", 2)
+    p = Pipeline(FileSource(long_speech, speed=0), PipelineOptions(), emotion_model=emotion_model, whisper_model=failing)
+    error, events, after = run_until_failure(p, failing)
+    assert error.stage == "transcript" and after < 1.0, (error, after)
+    assert no_stage_threads_within(2.0)
+
+
+class BrokenSource(FileSource):
+    def __init__(self, path, after):
+        super().__init__(path, speed=0)
+        self.after, self.failed_at = after, None
+
+    def blocks(self):
+        for k, item in enumerate(super().blocks()):
+            if k == self.after:
+                self.failed_at = time.monotonic()
+                raise OSError("the disk went away")
+            yield item
+
+
+def test_source_failure(long_speech, emotion_model, whisper_model):
+    source = BrokenSource(long_speech, after=300)  # ~10 s in
+    p = Pipeline(source, PipelineOptions(), emotion_model=emotion_model, whisper_model=whisper_model)
+    error, events, after = run_until_failure(p, source)
+    assert error.stage == "source" and "the disk went away" in str(error) and after < 1.0, (error, after)
+    assert any(e.type == "emotion" for e in events)
+    assert no_stage_threads_within(2.0)
+
+
+@pytest.mark.parametrize("stage,part,method", [("vad", "gate", "push"), ("windower", "windower", "ready")])
+def test_segmenter_failures_name_their_stage(long_speech, emotion_model, stage, part, method):
+    p = Pipeline(FileSource(long_speech, speed=0), PipelineOptions(transcript=False), emotion_model=emotion_model)
+    failing = Failing(getattr(p.segmenter, part), method, 200)
+    setattr(getattr(p.segmenter, part), method, failing.__getattr__(method))
+    error, events, after = run_until_failure(p, failing)
+    assert error.stage == stage and after < 1.0, (error, after)
+    assert no_stage_threads_within(2.0)
+
+
+def test_cli_stage_failure_exits_1_with_its_jsonl_intact(tmp_path, long_speech):
+    """The CLI: exit 1, one line naming the stage, and every event before it on disk."""
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\n"
+        "from stream_ser.emotion import EmotionModel\n"
+        "from stream_ser.cli import main\n"
+        "real, calls = EmotionModel.predict, [0]\n"
+        "def predict(self, x):\n"
+        "    calls[0] += 1\n"
+        "    if calls[0] > 6:\n"  # 1 call at load, then 5 windows
+        "        raise RuntimeError('injected failure')\n"
+        "    return real(self, x)\n"
+        "EmotionModel.predict = predict\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    jsonl = tmp_path / "e.jsonl"
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, str(script), "replay", str(long_speech), "--speed", "0", "--plain", "--no-transcript",
+                        "--jsonl", str(jsonl)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("stream-ser:")]
+    assert lines == ["stream-ser: emotion stage failed: injected failure; stopping (events so far are saved)"], r.stderr
+    events = read_events(jsonl)  # every line parses
+    assert sum(e["type"] == "emotion" for e in events) == 5  # the windows classified before the failure
+    assert time.monotonic() - t0 < 60
+
+
+# ---------------------------------------------------------------- lifetimes
+def test_break_out_of_replay_leaves_no_threads_and_closes_the_file(long_speech):
+    gen = stream_ser.replay(str(long_speech), speed=1, options=PipelineOptions(transcript=False))
+    for ev in gen:
+        if ev.type == "speech":
+            break
+    t0 = time.monotonic()
+    gen.close()  # what `break` out of a `for` over the generator leads to once the loop's reference goes
+    assert no_stage_threads_within(2.0) and time.monotonic() - t0 < 2.0
+
+
+def test_leaving_by_exception_gc_and_with_block(long_speech, emotion_model, whisper_model):
+    def pipeline():
+        return Pipeline(FileSource(long_speech, speed=1), PipelineOptions(), emotion_model=emotion_model, whisper_model=whisper_model)
+
+    # an exception in the consumer
+    p = pipeline()
+    with pytest.raises(KeyError):
+        for ev in p.events():
+            if ev.type == "speech":
+                raise KeyError("consumer bug")
+    assert no_stage_threads_within(2.0) and p.source._file.closed
+    # garbage collection of a half-read iterator
+    p = pipeline()
+    gen = p.events()
+    while next(gen).type != "speech":
+        pass
+    assert stage_threads()
+    source = p.source
+    del gen, p
+    gc.collect()
+    assert no_stage_threads_within(2.0) and source._file.closed
+    # a with block left mid-session
+    with pipeline() as p:
+        for ev in p.events():
+            if ev.type == "speech":
+                break
+    assert no_stage_threads_within(2.0) and p.alive_threads == [] and p.source._file.closed
+
+
+def test_a_model_that_fails_to_load_closes_the_source(jfk, tmp_path):
+    source = FileSource(jfk, speed=0)
+    options = PipelineOptions(transcript=False)
+    options.emotion.models_dir = tmp_path  # no labels.json
+    with pytest.raises(ModelError):
+        Pipeline(source, options)
+    assert source._file.closed
+
+
+def test_break_out_of_listen_closes_the_device(tmp_path, jfk):
+    """On the virtual microphone: after `break`, within 2 s no stage thread
+    runs and PulseAudio has no recording stream open (the device is closed)."""
+    need("pulseaudio", "pactl", "paplay")
+    from stream_ser.virtual_mic import VirtualMic
+
+    script = tmp_path / "listen.py"
+    script.write_text(
+        "import subprocess, threading, time, sys\n"
+        "import stream_ser\n"
+        "from stream_ser.pipeline import PipelineOptions\n"
+        "def recording():\n"
+        "    out = subprocess.run(['pactl', 'list', 'short', 'source-outputs'], capture_output=True, text=True).stdout\n"
+        "    return bool(out.strip())\n"
+        "gen = stream_ser.listen(options=PipelineOptions(transcript=False))\n"
+        "for ev in gen:\n"
+        "    if ev.type == 'status' and ev.end > 1.0:\n"
+        "        was = recording()\n"
+        "        break\n"
+        "gen.close()\n"
+        "t0 = time.monotonic()\n"
+        "names = {'capture', 'emotion', 'transcriber'}\n"
+        "while (recording() or any(t.name in names for t in threading.enumerate())) and time.monotonic() - t0 < 2:\n"
+        "    time.sleep(0.05)\n"
+        "left = [t.name for t in threading.enumerate() if t.name in names]\n"
+        "print(was, recording(), left, round(time.monotonic() - t0, 2))\n")
+    with VirtualMic() as mic:
+        r = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=dict(mic.env, TF_CPP_MIN_LOG_LEVEL="3"),
+                           capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    was, still, left, took = r.stdout.split(maxsplit=3)[0], r.stdout.split()[1], r.stdout.split("[")[1].split("]")[0], float(r.stdout.split()[-1])
+    assert was == "True" and still == "False" and left == "" and took < 2.0, r.stdout
+
+
+# ---------------------------------------------------------------- one segmenter for the stream and training
+def test_stream_and_training_cut_identical_windows(jfk, emotion_model):
+    audio, _ = sf.read(jfk, dtype="float32")
+    p = Pipeline(FileSource(jfk, speed=0), PipelineOptions(transcript=False), emotion_model=emotion_model)
+    streamed = [(round(e.start * SR), e.utterance) for e in p.events() if isinstance(e, EmotionEvent)]
+    cut = [(w.start, w.utterance) for w in clip_windows(audio)]
+    assert streamed == cut and len(cut) >= 8
+
+
+# ---------------------------------------------------------------- small pieces
+def emo(start, end, probs):
+    labels = ["angry", "neutral", "sad"]
+    return EmotionEvent(type="emotion", start=start, end=end, emitted_at=0.0, latency_ms=0.0, label="",
+                        window_probs=dict(zip(labels, probs)))
+
+
+def test_tag_emotion_weighs_windows_by_overlap():
+    a, b = emo(0.0, 2.5, [0.8, 0.2, 0.0]), emo(1.0, 3.5, [0.0, 0.2, 0.8])
+    assert tag_emotion(0.0, 1.0, [a, b]) == {"label": "angry", "confidence": 0.8}
+    # [2, 3.5): 0.5 s of a, 1.5 s of b -> angry 0.2, neutral 0.2, sad 0.6
+    assert tag_emotion(2.0, 3.5, [a, b]) == {"label": "sad", "confidence": 0.6}
+    assert tag_emotion(3.0, 3.0, [a, b]) == {"label": "sad", "confidence": 0.8}  # a point: the window containing it
+    assert tag_emotion(4.0, 5.0, [a, b]) is None
+
+
+def test_window_options_are_checked_against_the_model(caplog):
+    trained = {"offset": 0.6, "lead": 0.4, "hop": 1.0}
+    check_window_options(trained, WindowOptions())  # the same: silent
+    with pytest.raises(ModelError, match="0.4 s before the speech onset"):
+        check_window_options(trained, WindowOptions(lead=0.2))
+    with caplog.at_level(logging.WARNING, logger="stream_ser"):
+        check_window_options(trained, WindowOptions(hop=0.5))
+    assert [r.getMessage() for r in caplog.records] == ["the emotion model was trained with windows every 1 s; this run cuts one every 0.5 s"]
+
+
+def test_compute_ratio_counts_cpu_not_waiting(jfk, emotion_model):
+    """A model that waits 40 ms a window (as on a busy machine) costs wall time, not CPU time."""
+
+    class Waiting:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def predict(self, x):
+            time.sleep(0.04)
+            return self.inner.predict(x)
+
+    p = Pipeline(FileSource(jfk, speed=0), PipelineOptions(transcript=False), emotion_model=Waiting(emotion_model))
+    events = list(p.events())
+    last = [e for e in events if e.type == "status"][-1]
+    windows = sum(e.type == "emotion" for e in events)
+    waited = windows * 0.04 / last.end
+    assert last.wall_ratio["emotion"] >= waited * 0.95
+    assert last.compute_ratio["emotion"] < last.wall_ratio["emotion"] - waited * 0.8, last
+
+
+def test_listen_without_portaudio_is_one_line(tmp_path):
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "sounddevice.py").write_text("raise OSError('PortAudio library not found')\n")
+    for args in (["listen", "--no-transcript"], ["listen", "-l"]):
+        r = subprocess.run(CLI + args, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                           env={"PYTHONPATH": str(fake), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"})
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert r.stderr.strip().splitlines() == ["stream-ser: PortAudio is not installed (e.g. `apt-get install libportaudio2`)"]
+
+
+# ---------------------------------------------------------------- LocalAgreement, with a scripted decoder
+class Word:
+    def __init__(self, start, end, word):
+        self.start, self.end, self.word = start, end, word
+
+
+class Segment:
+    def __init__(self, words):
+        self.words = words
+
+
+class ScriptedDecoder:
+    """Returns the next scripted hypothesis (word i spans 0.4 i .. 0.4 i + 0.3 s)."""
+
+    def __init__(self, script):
+        self.script, self.calls = script, []
+
+    def transcribe(self, audio, **kw):
+        self.calls.append(len(audio) / SR)
+        text = self.script[min(len(self.calls), len(self.script)) - 1]
+        return [Segment([Word(0.4 * i, 0.4 * i + 0.3, " " + w) for i, w in enumerate(text.split())])], None
+
+
+def run_transcriber(script, seconds=4.0):
+    from stream_ser.ring import RingBuffer
+    from stream_ser.transcribe import TranscribeOptions, Transcriber
+
+    ring = RingBuffer(30)
+    out = []
+    decoder = ScriptedDecoder(script)
+    t = Transcriber(decoder, ring, out.append, TranscribeOptions(cadence=1.0), live=False)
+    t.start()
+    t.utterance(Utterance("start", 0, 0, index=0))
+    block = np.zeros(SR // 10, np.float32)
+    for _ in range(int(seconds * 10)):
+        ring.write(block)
+        time.sleep(0.002)
+        deadline = time.monotonic() + 2
+        while ring.written - 0 >= SR * (len(decoder.calls) + 1) and time.monotonic() < deadline and len(decoder.calls) < ring.written // SR:
+            time.sleep(0.005)  # let each cadence's decode happen in order
+    t.utterance(Utterance("end", int(seconds * SR), index=0))
+    ring.write(np.zeros(SR, np.float32))
+    t.finish()
+    ring.close()
+    t.join(10)
+    assert not t.is_alive() and t.error is None
+    return out, decoder
+
+
+def test_local_agreement_commits_what_two_decodes_agree_on_and_never_rewrites():
+    script = ["ask", "ask not", "ask not what", "ask not what your", "ask not what your country"]
+    out, decoder = run_transcriber(script)
+    finals = [e.text for e in out if e.final and e.text]
+    # each word is committed once, in order, and the utterance's end commits the rest
+    assert " ".join(finals).split() == "ask not what your country".split(), finals
+    assert len(finals) >= 2  # words were committed before the end, not only at it
+    partials = [e for e in out if not e.final]
+    assert partials and all(e.text for e in partials[:1])
+    # a final is never re-emitted: no word appears in two finals
+    seen = " ".join(finals).split()
+    assert len(seen) == len(set(seen))
+
+
+def test_local_agreement_holds_back_words_the_decodes_disagree_on():
+    # the second word flips between decodes: it is not committed until the final decode
+    script = ["ask", "ask knot", "ask not", "ask knot", "ask not"]
+    out, _ = run_transcriber(script)
+    finals = [e.text for e in out if e.final and e.text]
+    assert finals and finals[0] == "ask", finals
+    assert "knot" not in " ".join(finals[:-1]) and " ".join(finals).split() == ["ask", "not"], finals
+
+
+# ---------------------------------------------------------------- the code's layers
+LAYERS = ["errors", "quiet", "labels", "features", "events", "ring", "vad", "windows", "sources", "meter", "tagging",
+          "emotion", "transcribe", "pipeline", "session", "plain", "keys", "dashboard", "virtual_mic", "training", "cli",
+          "__main__", "__init__"]
+
+
+def test_no_module_imports_one_above_it():
+    """Dependency direction: cli -> pipeline -> stages -> features/events ->
+    errors; serving never imports training, nothing imports cli."""
+    pkg = ROOT / "stream_ser"
+    problems = []
+    for path in sorted(pkg.rglob("*.py")):
+        rel = path.relative_to(pkg).with_suffix("")
+        me = rel.parts[0]
+        assert me in LAYERS, f"{rel}: add it to LAYERS in its place"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = list(rel.parts[:-node.level]) if node.level <= len(rel.parts) else []
+                target = (base + (node.module or "").split("."))[0] if node.module else None
+                names = [target] if target else [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("stream_ser."):
+                names = [node.module.split(".")[1]]
+            else:
+                continue
+            for name in names:
+                if name in LAYERS and name != me and LAYERS.index(name) > LAYERS.index(me) and me not in ("__init__", "__main__"):
+                    problems.append(f"{rel} imports {name}")
+    assert not problems, problems
