@@ -143,12 +143,14 @@ def log(*a) -> None:
 
 # ---------------------------------------------------------------- statistics
 def pct(values: Iterable[float], digits: int = 1) -> dict[str, Any]:
-    """n, p50, p95, max (None when there are no values)."""
-    v = np.asarray([x for x in values if x is not None], dtype=float)
-    if v.size == 0:
+    """n, p50, p95, max (None when there are no values): the stream's own
+    :func:`stream_ser.session.percentiles`, rounded for a report."""
+    from stream_ser.session import percentiles
+
+    v = [x for x in values if x is not None]
+    if not v:
         return {"n": 0, "p50": None, "p95": None, "max": None}
-    return {"n": int(v.size), "p50": round(float(np.percentile(v, 50)), digits),
-            "p95": round(float(np.percentile(v, 95)), digits), "max": round(float(v.max()), digits)}
+    return {"n": len(v)} | {k: round(x, digits) for k, x in percentiles(v).items()}
 
 
 def target(name: str, value: float | None, op: str, limit: float, unit: str = "") -> dict[str, Any]:

@@ -32,9 +32,10 @@ import common as C  # noqa: E402
 
 from stream_ser.dashboard import Dashboard  # noqa: E402
 from stream_ser.events import EmotionEvent, SpeechEvent, StatusEvent, TranscriptEvent  # noqa: E402
+from stream_ser.labels import EMOTIONS  # noqa: E402
 
 NAME = "dashboard"
-LABELS = ["angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised"]
+LABELS = list(EMOTIONS)
 WORDS = ("and so my fellow americans ask not what your country can do for you ask what you can do for your "
          "country the quick brown fox jumps over the lazy dog while we talk about the plan for next week").split()
 

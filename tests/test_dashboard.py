@@ -24,8 +24,9 @@ from stream_ser.events import EmotionEvent, SpeechEvent, StatusEvent, Transcript
 
 from .conftest import ROOT, need
 from stream_ser.virtual_mic import VirtualMic
+from stream_ser.labels import EMOTIONS
 
-LABELS = ["angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised"]
+LABELS = list(EMOTIONS)
 CELLS = "ADFHNSU?·░ "  # what a timeline cell can show
 
 

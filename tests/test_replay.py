@@ -37,9 +37,26 @@ def test_joined_recordings_windows_lie_in_speech(joined, emotion_model):
 
 
 def test_python_api_yields_events(jfk):
-    options = PipelineOptions(transcript=False)
-    kinds = {ev.type for ev in stream_ser.replay(str(jfk), speed=0, options=options)}
-    assert {"emotion", "speech", "status"} <= kinds
+    """The documented API, end to end: what each event says, not only that it came."""
+    events = list(stream_ser.replay(str(jfk), speed=0))
+    duration = sf.info(jfk).duration
+    speech = [e for e in events if e.type == "speech"]
+    assert [e.state for e in speech] == ["start", "end"] * (len(speech) // 2) and len(speech) >= 4
+    assert [e.utterance for e in speech] == [k // 2 for k in range(len(speech))]
+    utterances = {e.utterance for e in speech}
+    emotion = [e for e in events if e.type == "emotion"]
+    assert len(emotion) >= 8 and {e.utterance for e in emotion} <= utterances
+    for e in emotion:
+        assert e.label == max(e.probs, key=e.probs.get) and e.confidence == e.probs[e.label]
+        assert abs(sum(e.probs.values()) - 1) < 1e-3 and 0 <= e.arousal <= 1
+        assert 0 <= e.start < e.end <= duration + 1e-3 and e.latency_ms >= 0
+    finals = [e for e in events if e.type == "transcript" and e.final and e.text]
+    text = " ".join(e.text for e in finals).lower()
+    assert "ask not what your country can do for you" in text, text
+    assert all(e.emotion and e.emotion["label"] in emotion[0].probs for e in finals)  # every span tagged
+    status = [e for e in events if e.type == "status"]
+    assert events[-1] is status[-1] and status[-1].end == pytest.approx(duration, abs=0.05)
+    assert [s.end for s in status] == sorted(s.end for s in status)
 
 
 def words(events):
