@@ -34,6 +34,8 @@ def _add_session_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--jsonl", metavar="PATH", help="write every event as one JSON line, as it happens")
     g.add_argument("--srt", metavar="PATH", help="write the final transcript as SRT, cue by cue")
     g.add_argument("--vtt", metavar="PATH", help="write the final transcript as WebVTT, cue by cue")
+    g.add_argument("--append", action="store_true",
+                   help="add to an existing --jsonl file instead of replacing it (an existing file is otherwise replaced when the session ends)")
     g.add_argument("--plain", action="store_true", help="one line per event instead of the dashboard (automatic when stdout is not a terminal)")
     g = p.add_argument_group("models")
     g.add_argument("--models", metavar="DIR", help="emotion model directory (default: the bundled models/)")
@@ -137,20 +139,13 @@ def _pipeline_options(args):
     return o
 
 
-def _open_writers(args) -> list:
-    from .events import JsonlWriter, SubtitleWriter
+def _outputs(args):
+    """Pre-flight of --jsonl/--srt/--vtt (no file is touched until ``open()``)."""
+    from .outputs import Output, Outputs, check_outputs
 
-    writers = []
-    for path, make in ((args.jsonl, JsonlWriter), (args.srt, lambda p: SubtitleWriter(p, "srt")), (args.vtt, lambda p: SubtitleWriter(p, "vtt"))):
-        if not path:
-            continue
-        try:
-            writers.append(make(path))
-        except OSError as e:
-            for w in writers:
-                w.close()
-            raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
-    return writers
+    wanted = [Output(kind, getattr(args, kind)) for kind in ("jsonl", "srt", "vtt")]
+    inputs = [args.file] if args.command == "replay" else []
+    return Outputs(check_outputs(wanted, inputs, append=args.append), append=args.append)
 
 
 def run_session(args) -> int:
@@ -168,7 +163,7 @@ def run_session(args) -> int:
         raise UsageError(str(e)) from None
     except ValueError as e:  # FileSource checks --speed
         raise UsageError(f"--{e}") from None
-    writers = _open_writers(args)
+    outputs = _outputs(args)
     from .pipeline import Pipeline
 
     if sys.stderr.isatty():
@@ -176,9 +171,8 @@ def run_session(args) -> int:
     try:
         pipeline = Pipeline(source, options)
     except ModelError as e:
-        for w in writers:
-            w.close()
         raise UsageError(str(e)) from None
+    outputs.open()  # only now: a start-up failure leaves existing files as they were
 
     code = {"value": EXIT_OK}
 
@@ -190,25 +184,21 @@ def run_session(args) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    files = [w.path for w in writers]
+    files = outputs.paths
     summary = SessionSummary(source_name=source.name, files=files, transcript=options.transcript)
     plain = args.plain or not sys.stdout.isatty()
     view = PlainPrinter(sys.stdout, sys.stderr, on_closed=pipeline.stop) if plain else Dashboard(source_name=source.name, sample_rate=source.sample_rate,
                                                                        on_quit=pipeline.stop, transcript=options.transcript)
-    error = None
+    error, completed = None, False
     try:
         with view:
             for event in pipeline.events():
                 summary.update(event)
                 view.update(event)
-                for w in list(writers):
-                    try:
-                        w.write(event)
-                    except OSError as e:
-                        error = f"cannot write {w.path}: {e.strerror or e}; stopping (what was written is kept)"
-                        writers.remove(w)
-                        w.close()
-                        pipeline.stop()
+                if problem := outputs.write(event):
+                    error = problem
+                    pipeline.stop()
+        completed = True
     except DeviceLost as e:
         error = f"{e}; stopping (events so far are saved)"
         code["value"] = EXIT_ERROR
@@ -216,8 +206,7 @@ def run_session(args) -> int:
         error = str(e)
         code["value"] = EXIT_USAGE
     finally:
-        for w in writers:
-            w.close()
+        outputs.close(keep=completed)
     if plain and view.closed and code["value"] == EXIT_OK:
         code["value"] = EXIT_PIPE
     if error and code["value"] == EXIT_OK:
@@ -232,6 +221,9 @@ def run_session(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .outputs import ensure_std_streams
+
+    ensure_std_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
