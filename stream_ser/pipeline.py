@@ -25,6 +25,7 @@ import numpy as np
 from .emotion import EmotionModel, EmotionOptions, EmotionWorker
 from .events import EmotionEvent, Event, SpeechEvent, StatusEvent, TranscriptEvent
 from .features import SAMPLE_RATE, warm_up
+from .limits import check_number
 from .ring import RingBuffer
 from .sources import DeviceLost, FileSource, MicSource, Source
 from .transcribe import TranscribeOptions, Transcriber, load_whisper
@@ -56,6 +57,16 @@ class PipelineOptions:
     status_interval: float = 1.0
     tag_wait: float = 0.5
 
+    def check(self) -> None:
+        """Every stage's :meth:`check`, and ``ring_seconds`` 10-3600, ``status_interval``
+        0.05-3600, ``tag_wait`` 0-60 (seconds); raises :class:`~stream_ser.limits.OptionError`."""
+        self.vad.check()
+        self.window.check()
+        self.emotion.check()
+        check_number("ring_seconds", self.ring_seconds, 10.0, 3600.0, " seconds")
+        check_number("status_interval", self.status_interval, 0.05, 3600.0, " seconds")
+        check_number("tag_wait", self.tag_wait, 0.0, 60.0, " seconds")
+
 
 def tag_emotion(start: float, end: float, emotions: list[EmotionEvent]) -> dict | None:
     """Overlap-weighted emotion of ``[start, end)`` from the windows covering it."""
@@ -86,6 +97,7 @@ class Pipeline:
     def __init__(self, source: Source, options: PipelineOptions | None = None, *, emotion_model=None, whisper_model=None):
         self.source = source
         self.options = o = options or PipelineOptions()
+        o.check()  # before any model loads
         self.emotion_model = emotion_model or EmotionModel(o.emotion.models_dir, neutral_bias=o.emotion.neutral_bias)
         self.whisper = (whisper_model or load_whisper(o.transcribe)) if o.transcript else None
         warm_up()

@@ -8,7 +8,6 @@ streaming resampler, so the stream clock is 16 kHz whatever the device or file
 
 from __future__ import annotations
 
-import math
 import os
 import queue
 import shutil
@@ -23,6 +22,7 @@ import soxr
 
 from .errors import DeviceLost, SourceError
 from .features import SAMPLE_RATE
+from .limits import check_number
 from .quiet import quiet_stderr
 
 
@@ -84,8 +84,7 @@ class FileSource(Source):
     def __init__(self, path: str | os.PathLike, speed: float = 1.0, block_seconds: float = 0.032):
         self.path = os.fspath(path)
         self.name = os.path.basename(self.path)
-        if not (speed >= 0 and math.isfinite(speed)):  # also refuses nan
-            raise ValueError(f"speed must be 0 (as fast as possible) or a positive number, not {speed}")
+        check_number("speed", speed, 0.01, 1000.0, zero=True)  # 0: as fast as possible; 1: real time
         self.speed = speed
         self.live = False
         self._stop = threading.Event()
@@ -254,6 +253,8 @@ class MicSource(Source):
 
     def __init__(self, device: str | int | None = None, sample_rate: int | None = None,
                  block_seconds: float = 0.032, queue_seconds: float = 10.0, lost_after: float = 2.0):
+        if sample_rate is not None:
+            check_number("samplerate", sample_rate, 1000, 384000, " Hz", integer=True)
         import sounddevice as sd
 
         self.live = True
