@@ -118,6 +118,7 @@ class Pipeline:
         self._last_status = 0.0
         self._losses_seen = (0, 0)
         self._skipped_seen = 0.0
+        self._bad_seen = (0, 0)
         self._status_from = 0
         self._utterance = -1
 
@@ -162,6 +163,12 @@ class Pipeline:
         if dropped > self._losses_seen[0] or self.dropped_windows > self._losses_seen[1]:
             warnings.append("audio is being dropped")
         self._losses_seen = (dropped, self.dropped_windows)
+        bad = (self.source.nonfinite_samples, self.source.loud_samples)  # counted by the source's Conditioner
+        if bad[0] > self._bad_seen[0]:
+            warnings.append(f"{bad[0] - self._bad_seen[0]} NaN or infinite samples in the input, replaced by silence")
+        if bad[1] > self._bad_seen[1]:
+            warnings.append(f"{bad[1] - self._bad_seen[1]} samples beyond 100x full scale: is the recording's scale wrong?")
+        self._bad_seen = bad
         skipped = self.transcriber.skipped_seconds if self.transcriber else 0.0
         if skipped > self._skipped_seen:
             warnings.append(f"transcript behind: skipped {skipped:.1f} s of audio")
