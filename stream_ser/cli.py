@@ -7,7 +7,6 @@ heavy stack (TensorFlow, faster-whisper, librosa) loads when a command runs.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
@@ -18,15 +17,25 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INT, EXIT_TERM = 0, 1, 2, 130, 143
 EXIT_PIPE = 141  # the reader of our output went away (128 + SIGPIPE, as the shell reports a killed writer)
 
 
-def finite(text: str) -> float:
-    """argparse type: a finite number (a NaN or infinite prior breaks every label)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
+def ranged(lo, hi, integer: bool = False):
+    """argparse type: a finite number in ``[lo, hi]`` (the ranges in --help are these)."""
+
+    def parse(text: str):
+        from .limits import OptionError, check_number
+
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if integer else 'a number'}, got {text!r}") from None
+        try:
+            return check_number("value", value, lo, hi, integer=integer)
+        except OptionError as e:
+            raise argparse.ArgumentTypeError(e.why) from None
+
+    return parse
+
+
+finite = ranged(-20.0, 20.0)  # a neutral log-prior: a NaN or infinite one breaks every label
 
 
 def _add_session_args(p: argparse.ArgumentParser) -> None:
@@ -34,16 +43,18 @@ def _add_session_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--jsonl", metavar="PATH", help="write every event as one JSON line, as it happens")
     g.add_argument("--srt", metavar="PATH", help="write the final transcript as SRT, cue by cue")
     g.add_argument("--vtt", metavar="PATH", help="write the final transcript as WebVTT, cue by cue")
+    g.add_argument("--append", action="store_true",
+                   help="add to an existing --jsonl file instead of replacing it (an existing file is otherwise replaced when the session ends)")
     g.add_argument("--plain", action="store_true", help="one line per event instead of the dashboard (automatic when stdout is not a terminal)")
     g = p.add_argument_group("models")
     g.add_argument("--models", metavar="DIR", help="emotion model directory (default: the bundled models/)")
     g.add_argument("--neutral-bias", type=finite, default=None, metavar="B",
-                   help="log-prior of neutral, replacing the model's (bundled: 1.0; 0 = classes weighed equally; higher = fewer emotion labels)")
+                   help="log-prior of neutral, -20 to 20, replacing the model's (bundled: 1.0; 0 = classes weighed equally; higher = fewer emotion labels)")
     g.add_argument("--asr-model", metavar="PATH|NAME", help="faster-whisper model directory, or a name already in the local Hugging Face cache (default: tiny.en, bundled)")
     g.add_argument("--no-transcript", action="store_true", help="emotion only: do not run the transcript stage")
     g = p.add_argument_group("stream")
     g.add_argument("--vad-mode", type=int, choices=range(4), default=None, metavar="0-3", help="webrtcvad aggressiveness (default 2)")
-    g.add_argument("--hop", type=float, default=None, metavar="S", help="seconds between emotion windows of an utterance (default 1.0)")
+    g.add_argument("--hop", type=float, default=None, metavar="S", help="seconds between emotion windows of an utterance, 0.01-60 (default 1.0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,17 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("listen", help="analyse a live input device", description="Analyse a live input device (default: the system's default microphone).")
     s.add_argument("-l", "--list-devices", action="store_true", help="list input devices and exit")
     s.add_argument("-d", "--device", metavar="ID", help="input device: index or a substring of its name")
-    s.add_argument("-r", "--samplerate", type=int, metavar="HZ", help="capture rate (default: the device's own; resampled to 16 kHz)")
+    s.add_argument("-r", "--samplerate", type=int, metavar="HZ", help="capture rate, 1000-384000 (default: the device's own; resampled to 16 kHz)")
     _add_session_args(s)
 
     s = sub.add_parser("replay", help="analyse a recording", description="Analyse a recording (WAV, FLAC, OGG, MP3, or anything ffmpeg decodes).")
     s.add_argument("file", help="audio file")
-    s.add_argument("--speed", type=float, default=1.0, metavar="X", help="1 = real-time pace (default), 2 = twice as fast, 0 = as fast as possible")
+    s.add_argument("--speed", type=float, default=1.0, metavar="X", help="1 = real-time pace (default), 2 = twice as fast, 0 = as fast as possible; 0 or 0.01-1000")
     _add_session_args(s)
 
     s = sub.add_parser("train", help="train the emotion model on ../shared/data/ser", description="Train the emotion model (speaker split from the manifest).")
     s.add_argument("--arch", choices=("compact", "paper"), default="compact")
-    s.add_argument("--epochs", type=int, default=None,
+    s.add_argument("--epochs", type=ranged(1, 100000, integer=True), default=None,
                    help="at most this many epochs (default 80; stops after 30 without a better val UA); with --with-val, exactly this many")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     s.add_argument("--keep-calm", action="store_true", help="keep RAVDESS 'calm' as an 8th class instead of folding it into neutral")
@@ -74,10 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--export", metavar="DIR", help="when done, ship best.keras into DIR (e.g. models)")
     s.add_argument("--data", metavar="DIR", help="dataset directory with manifest.csv (default ../shared/data/ser)")
     s.add_argument("--variants", metavar="LIST", help="comma-separated training augmentations (default: clean,noise,noise_b,telephone,reverb,pitch,mp3,chained,gain,chain; also stretch, opus)")
-    s.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    s.add_argument("--lr", type=ranged(1e-8, 1.0), help="peak learning rate, 1e-8 to 1 (default 1e-3)")
     s.add_argument("--norm", choices=("session", "window"), default="session",
                    help="feature normalisation: running per session/speaker (default) or per window")
-    s.add_argument("--prior-windows", type=float, default=2.0, metavar="N",
+    s.add_argument("--prior-windows", type=ranged(0.0, 1e6), default=2.0, metavar="N",
                    help="weight of the training-set prior in a session's statistics, in windows (default 2)")
     s.add_argument("--scale", choices=("session", "prior"), default="session",
                    help="session normalisation divides by the session's std (default) or the training set's")
@@ -85,13 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on sessions with each speaker's own emotion mix, not a random share of neutral speech")
     s.add_argument("--warm-up", choices=("log", "uniform"), default="log",
                    help="where in its session a training window falls: often early (log, default) or anywhere (uniform)")
-    s.add_argument("--average", type=float, default=0.0, metavar="D",
+    s.add_argument("--average", type=ranged(0.0, 0.999), default=0.0, metavar="D",
                    help="validate an exponential moving average of the weights over epochs, decay D (e.g. 0.8; default off)")
     s.add_argument("--with-val", action="store_true",
                    help="train on the val split's speakers too, for exactly --epochs epochs (a recipe already chosen on val); "
                         "best.keras is the last epoch's model, --resume needs --with-val again, and evaluate refuses the val speakers")
-    s.add_argument("--limit", type=int, help="use only the first N clips of each split (smoke tests)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--limit", type=ranged(1, 10**9, integer=True), help="use only the first N clips of each split (smoke tests)")
+    s.add_argument("--seed", type=ranged(0, 2**32 - 1, integer=True), default=0)
 
     s = sub.add_parser("export", help="ship trained checkpoints into models/", description="Ship one checkpoint, or several averaged into one model, with its TFLite fast path and labels.")
     s.add_argument("checkpoints", nargs="+", help=".keras checkpoints (e.g. runs/compact/best.keras)")
@@ -131,26 +142,18 @@ def _pipeline_options(args):
     if args.vad_mode is not None:
         o.vad.mode = args.vad_mode
     if args.hop is not None:
-        if args.hop <= 0:
-            raise UsageError("--hop must be positive")
         o.window.hop = args.hop
+    o.check()  # every number in its documented range, before anything runs
     return o
 
 
-def _open_writers(args) -> list:
-    from .events import JsonlWriter, SubtitleWriter
+def _outputs(args):
+    """Pre-flight of --jsonl/--srt/--vtt (no file is touched until ``open()``)."""
+    from .outputs import Output, Outputs, check_outputs
 
-    writers = []
-    for path, make in ((args.jsonl, JsonlWriter), (args.srt, lambda p: SubtitleWriter(p, "srt")), (args.vtt, lambda p: SubtitleWriter(p, "vtt"))):
-        if not path:
-            continue
-        try:
-            writers.append(make(path))
-        except OSError as e:
-            for w in writers:
-                w.close()
-            raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
-    return writers
+    wanted = [Output(kind, getattr(args, kind)) for kind in ("jsonl", "srt", "vtt")]
+    inputs = [args.file] if args.command == "replay" else []
+    return Outputs(check_outputs(wanted, inputs, append=args.append), append=args.append)
 
 
 def run_session(args) -> int:
@@ -168,18 +171,16 @@ def run_session(args) -> int:
             source = MicSource(args.device, sample_rate=args.samplerate)
     except SourceError as e:
         raise UsageError(str(e)) from None
-    except ValueError as e:  # FileSource checks --speed
-        raise UsageError(f"--{e}") from None
-    writers = _open_writers(args)
+    outputs = _outputs(args)
     from .pipeline import Pipeline
 
     if sys.stderr.isatty():
         print("stream-ser: loading models…", file=sys.stderr, end="\r", flush=True)
+    pipeline = Pipeline(source, options)
     try:
-        pipeline = Pipeline(source, options)
-    except StreamSerError:
-        for w in writers:
-            w.close()
+        outputs.open()  # only now: a start-up failure leaves existing files as they were
+    except BaseException:
+        pipeline.close()
         raise
 
     code = {"value": EXIT_OK}
@@ -192,25 +193,21 @@ def run_session(args) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    files = [w.path for w in writers]
+    files = outputs.paths
     state = SessionState(source.name, source.sample_rate, transcript=options.transcript)
     plain = args.plain or not sys.stdout.isatty()
     view = PlainPrinter(sys.stdout, sys.stderr, on_closed=pipeline.stop) if plain else Dashboard(on_quit=pipeline.stop, state=state)
-    error = None
+    error, completed = None, False
     try:
         with pipeline, view:
             for event in pipeline.events():
                 state.update(event)  # the dashboard renders the state; the plain view prints events
                 if plain:
                     view.update(event)
-                for w in list(writers):
-                    try:
-                        w.write(event)
-                    except OSError as e:
-                        error = f"cannot write {w.path}: {e.strerror or e}; stopping (what was written is kept)"
-                        writers.remove(w)
-                        w.close()
-                        pipeline.stop()
+                if problem := outputs.write(event):
+                    error = problem
+                    pipeline.stop()
+        completed = True
     except (DeviceLost, StageError) as e:
         error = f"{e}; stopping (events so far are saved)"
         code["value"] = EXIT_ERROR
@@ -218,8 +215,7 @@ def run_session(args) -> int:
         error = str(e)
         code["value"] = EXIT_USAGE
     finally:
-        for w in writers:
-            w.close()
+        outputs.close(keep=completed)
     if plain and view.closed and code["value"] == EXIT_OK:
         code["value"] = EXIT_PIPE
     if error and code["value"] == EXIT_OK:
@@ -234,6 +230,9 @@ def run_session(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .outputs import ensure_std_streams
+
+    ensure_std_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -260,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
 
             return evaluate_command(args)
     except StreamSerError as e:  # refused at start: nothing was analysed
-        print(f"stream-ser: {e}", file=sys.stderr)
+        from .limits import OptionError
+
+        print(f"stream-ser: {e.flag if isinstance(e, OptionError) else e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("stream-ser: interrupted", file=sys.stderr)

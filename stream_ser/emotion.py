@@ -17,6 +17,7 @@ import numpy as np
 from .errors import ModelError
 from .events import EmotionEvent
 from .labels import arousal
+from .limits import check_number
 from .quiet import quiet_stderr, quiet_tensorflow
 from .features import N_FEATURES, N_FRAMES, SAMPLE_RATE, normaliser, probe_mismatch, raw_features
 from .ring import RingBuffer
@@ -185,6 +186,17 @@ class EmotionOptions:
     neutral_bias: float | None = None
     smoothing: int = 3
     queue_size: int = 32
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`~stream_ser.limits.OptionError` for a value out of range
+        (``neutral_bias`` -20 to 20 or None, ``smoothing`` 1-100, ``queue_size`` 1-10000)."""
+        if self.neutral_bias is not None:
+            check_number("neutral_bias", self.neutral_bias, -20.0, 20.0)
+        check_number("smoothing", self.smoothing, 1, 100, integer=True)
+        check_number("queue_size", self.queue_size, 1, 10000, integer=True)
 
 
 class EmotionWorker(threading.Thread):

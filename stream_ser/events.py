@@ -1,4 +1,4 @@
-"""Events: what the pipeline emits, and the writers that put them on disk.
+"""Events: what the pipeline emits (the files they go to: :mod:`stream_ser.outputs`).
 
 The contract other tools read (one JSON object per line): every event has
 ``type``, ``start`` and ``end`` (audio seconds on the stream clock),
@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, TextIO
+from typing import Any
 
 
 @dataclass
@@ -29,7 +28,7 @@ class Event:
         return asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)  # strict JSON: NaN raises ValueError
 
 
 @dataclass
@@ -96,72 +95,7 @@ class StatusEvent(Event):
         return d
 
 
-class JsonlWriter:
-    """Writes events one JSON line at a time straight to the file (no buffer),
-    so a crash loses at most the line being written.  If a write fails (disk
-    full), the file is cut back to its last complete line and the error is
-    raised.  Opened before the stream starts, so a bad path fails early."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        self._size = 0
-
-    def write(self, event: Event) -> None:
-        data = (event.to_json() + "\n").encode()
-        try:
-            done = 0
-            while done < len(data):
-                done += os.write(self._fd, data[done:])
-        except OSError:
-            try:
-                os.ftruncate(self._fd, self._size)
-            except OSError:
-                pass
-            raise
-        self._size += len(data)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-
-def _timestamp(seconds: float, sep: str) -> str:
-    ms = int(round(max(0.0, seconds) * 1000))
-    h, ms = divmod(ms, 3_600_000)
-    m, ms = divmod(ms, 60_000)
-    s, ms = divmod(ms, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
-
-
 def emotion_tag(emotion: dict[str, Any] | None) -> str:
     return f"({emotion['label']} {emotion['confidence']:.2f}) " if emotion else ""
 
 
-class SubtitleWriter:
-    """SRT or WebVTT of the final transcript spans, emotion in the cue text,
-    flushed cue by cue."""
-
-    def __init__(self, path: str, kind: str):
-        if kind not in ("srt", "vtt"):
-            raise ValueError(kind)
-        self.path, self.kind, self._n = path, kind, 0
-        self._f: TextIO = open(path, "w", encoding="utf-8")
-        if kind == "vtt":
-            self._f.write("WEBVTT\n\n")
-            self._f.flush()
-
-    def write(self, event: Event) -> None:
-        if not isinstance(event, TranscriptEvent) or not event.final or not event.text:
-            return
-        self._n += 1
-        sep = "," if self.kind == "srt" else "."
-        head = f"{self._n}\n" if self.kind == "srt" else ""
-        self._f.write(f"{head}{_timestamp(event.start, sep)} --> {_timestamp(event.end, sep)}\n"
-                      f"{emotion_tag(event.emotion)}{event.text}\n\n")
-        self._f.flush()
-
-    def close(self) -> None:
-        if not self._f.closed:
-            self._f.close()

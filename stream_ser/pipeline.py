@@ -29,6 +29,7 @@ from .emotion import EmotionModel, EmotionOptions, EmotionWorker
 from .errors import DeviceLost, ModelError, SourceError, StageError
 from .events import Event, SpeechEvent, StatusEvent
 from .features import SAMPLE_RATE, warm_up
+from .limits import check_number
 from .meter import InputMeter
 from .ring import RingBuffer
 from .sources import FileSource, MicSource, Source
@@ -61,6 +62,16 @@ class PipelineOptions:
     ring_seconds: float = 120.0
     status_interval: float = 1.0
     tag_wait: float = 0.5
+
+    def check(self) -> None:
+        """Every stage's :meth:`check`, and ``ring_seconds`` 10-3600, ``status_interval``
+        0.05-3600, ``tag_wait`` 0-60 (seconds); raises :class:`~stream_ser.limits.OptionError`."""
+        self.vad.check()
+        self.window.check()
+        self.emotion.check()
+        check_number("ring_seconds", self.ring_seconds, 10.0, 3600.0, " seconds")
+        check_number("status_interval", self.status_interval, 0.05, 3600.0, " seconds")
+        check_number("tag_wait", self.tag_wait, 0.0, 60.0, " seconds")
 
 
 def check_window_options(trained: dict | None, options: WindowOptions, where: str = "the emotion model") -> None:
@@ -100,6 +111,7 @@ class Pipeline:
     def __init__(self, source: Source, options: PipelineOptions | None = None, *, emotion_model=None, whisper_model=None):
         self.source = source
         self.options = o = options or PipelineOptions()
+        o.check()  # before any model loads
         self._threads: list[threading.Thread] = []
         self._started = False
         self._halt = threading.Event()  # abort: every stage stops now
@@ -126,6 +138,7 @@ class Pipeline:
         self._last_status = 0.0
         self._losses_seen = (0, 0)
         self._skipped_seen = 0.0
+        self._bad_seen = (0, 0)
         self._status_from = 0
 
     # ---- lifetimes ----------------------------------------------------------
@@ -226,6 +239,12 @@ class Pipeline:
         if dropped > self._losses_seen[0] or self.dropped_windows > self._losses_seen[1]:
             warnings.append("audio is being dropped")
         self._losses_seen = (dropped, self.dropped_windows)
+        bad = (self.source.nonfinite_samples, self.source.loud_samples)  # counted by the source's Conditioner
+        if bad[0] > self._bad_seen[0]:
+            warnings.append(f"{bad[0] - self._bad_seen[0]} NaN or infinite samples in the input, replaced by silence")
+        if bad[1] > self._bad_seen[1]:
+            warnings.append(f"{bad[1] - self._bad_seen[1]} samples beyond 100x full scale: is the recording's scale wrong?")
+        self._bad_seen = bad
         skipped = self.transcriber.skipped_seconds if self.transcriber else 0.0
         if skipped > self._skipped_seen:
             warnings.append(f"transcript behind: skipped {skipped:.1f} s of audio")

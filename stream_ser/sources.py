@@ -8,10 +8,11 @@ streaming resampler, so the stream clock is 16 kHz whatever the device or file
 
 from __future__ import annotations
 
-import math
+import errno
 import os
 import queue
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -23,18 +24,82 @@ import soxr
 
 from .errors import DeviceLost, SourceError
 from .features import SAMPLE_RATE
+from .limits import check_number
 from .quiet import quiet_stderr
+
+
+LOUD = 100.0  # |sample| beyond this (+40 dB over full scale) is no audio level: a file written at the wrong scale
+CLIP = 1e6  # ... and beyond this it is clipped, so that no feature's square or FFT overflows float32
+DC_POLE = 0.998  # one-pole DC blocker at 16 kHz: -3 dB at 5 Hz, below any speech
+
+
+class Conditioner:
+    """Audio cleaned once, at the source, for every stage (VAD, emotion and
+    transcriber alike):
+
+    - non-finite samples (NaN, Inf: float files carry them in the wild) are
+      counted in :attr:`nonfinite` and replaced by 0, before resampling spreads them;
+    - samples beyond ±``LOUD`` are counted in :attr:`loud` (the pipeline warns),
+      and clipped at ±``CLIP``;
+    - DC is removed by a one-pole high-pass whose state carries from block to
+      block (whisper loses its words on a DC offset; the VAD and features had
+      their own ways around it).
+
+    Not thread-safe: one source's thread calls it.
+    """
+
+    def __init__(self):
+        self.nonfinite = 0
+        self.loud = 0
+        self._zi: np.ndarray | None = None
+
+    def clean(self, x: np.ndarray) -> np.ndarray:
+        """Raw samples at the source's rate, any shape: finite and bounded, float32."""
+        x = np.asarray(x, dtype=np.float32)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            self.nonfinite += int(bad.sum())
+            x = np.where(bad, np.float32(0), x)
+        big = np.abs(x) > LOUD
+        if big.any():
+            self.loud += int(big.sum())
+            x = np.clip(x, -CLIP, CLIP)
+        return x
+
+    def remove_dc(self, y: np.ndarray) -> np.ndarray:
+        """16 kHz mono samples, DC removed (the first sample sets the starting level, so
+        a recording with an offset starts without a click)."""
+        if len(y) == 0:
+            return y
+        from scipy.signal import lfilter
+
+        if self._zi is None:
+            self._zi = np.array([-float(y[0])])
+        out, self._zi = lfilter([1.0, -1.0], [1.0, -DC_POLE], y.astype(np.float64), zi=self._zi)
+        return out.astype(np.float32)
 
 
 class Source:
     """What the pipeline reads.  ``live`` sources are never slowed down (audio that
-    cannot be processed in time is dropped and counted); others apply back-pressure."""
+    cannot be processed in time is dropped and counted); others apply back-pressure.
+    Blocks are conditioned by a :class:`Conditioner` before they are yielded."""
 
     name: str = ""
     sample_rate: int = SAMPLE_RATE  # the source's own rate
     live: bool = False
     overflows: int = 0  # input overflows reported by the device
     dropped_samples: int = 0  # 16 kHz samples lost before the ring buffer
+    conditioner: Conditioner | None = None
+
+    @property
+    def nonfinite_samples(self) -> int:
+        """NaN or Inf samples found in the input (replaced by silence)."""
+        return self.conditioner.nonfinite if self.conditioner else 0
+
+    @property
+    def loud_samples(self) -> int:
+        """Samples beyond ±100 full scale found in the input."""
+        return self.conditioner.loud if self.conditioner else 0
 
     def blocks(self) -> Iterator[tuple[np.ndarray, float]]:
         raise NotImplementedError
@@ -48,6 +113,39 @@ class Source:
 
 def _mono(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=1, dtype=np.float32) if x.ndim == 2 else x.astype(np.float32, copy=False)
+
+
+def _check_file(path: str) -> None:
+    """A readable, non-empty regular file, or :class:`SourceError` naming the real problem."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise SourceError(f"{path}: a symlink to {os.readlink(path)}, which does not exist") from None
+        raise SourceError(f"{path}: no such file") from None
+    except OSError as e:
+        why = {errno.ELOOP: "symlink loop (the link points back to itself)",
+               errno.ENOTDIR: "a part of the path is not a directory",
+               errno.EACCES: "permission denied (a directory on the path cannot be entered)"}
+        raise SourceError(f"{path}: {why.get(e.errno, e.strerror)}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SourceError(f"{path}: is a directory, not an audio file")
+    if stat.S_ISFIFO(st.st_mode):
+        # a writer blocked until a reader opens the FIFO is let go (it sees a closed pipe)
+        try:
+            os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+        raise SourceError(f"{path}: is a pipe (FIFO), not a file: replay reads a recording it can seek in; "
+                          f"save the stream to a file first")
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        raise SourceError(f"{path}: is a device, not an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceError(f"{path}: is not a regular file")
+    if not os.access(path, os.R_OK):
+        raise SourceError(f"{path}: not readable (permission denied)")
+    if st.st_size == 0:
+        raise SourceError(f"{path}: file is empty")
 
 
 def _wav_missing_bytes(path: str) -> int:
@@ -84,23 +182,15 @@ class FileSource(Source):
     def __init__(self, path: str | os.PathLike, speed: float = 1.0, block_seconds: float = 0.032):
         self.path = os.fspath(path)
         self.name = os.path.basename(self.path)
-        if not (speed >= 0 and math.isfinite(speed)):  # also refuses nan
-            raise ValueError(f"speed must be 0 (as fast as possible) or a positive number, not {speed}")
+        check_number("speed", speed, 0.01, 1000.0, zero=True)  # 0: as fast as possible; 1: real time
         self.speed = speed
         self.live = False
         self._stop = threading.Event()
         self.block_seconds = block_seconds
         self._ffmpeg: subprocess.Popen | None = None
-        if not os.path.exists(self.path):
-            raise SourceError(f"{self.path}: no such file")
-        if os.path.isdir(self.path):
-            raise SourceError(f"{self.path}: is a directory, not an audio file")
-        if not os.access(self.path, os.R_OK):
-            raise SourceError(f"{self.path}: permission denied")
-        if os.path.getsize(self.path) == 0:
-            raise SourceError(f"{self.path}: file is empty")
+        self.conditioner = Conditioner()
+        _check_file(self.path)
         import soundfile as sf
-
 
         try:
             # libsndfile's MP3 decoder writes notes ("Illegal Audio-MPEG-Header")
@@ -150,7 +240,7 @@ class FileSource(Source):
                         raise SourceError(f"{self.path}: file is truncated ({self._missing_bytes} bytes missing from "
                                           f"its end); the audio before the cut was analysed")
                     return
-                yield _mono(x)
+                yield _mono(self.conditioner.clean(x))  # before the mix-down: inf - inf is NaN
         else:
             layout = [] if self._native else ["-ac", "1", "-ar", str(SAMPLE_RATE)]
             # ffmpeg's messages go to a file, not a pipe: a chatty decoder cannot stall on it
@@ -162,7 +252,7 @@ class FileSource(Source):
                     data = self._ffmpeg.stdout.read(n * frame)
                     if not data:
                         break
-                    yield _mono(np.frombuffer(data[: len(data) // frame * frame], dtype="<f4").reshape(-1, self.channels))
+                    yield _mono(self.conditioner.clean(np.frombuffer(data[: len(data) // frame * frame], dtype="<f4").reshape(-1, self.channels)))
                 if self._ffmpeg.wait() != 0:
                     log.seek(0)
                     why = log.read().decode(errors="replace").strip().splitlines()
@@ -180,7 +270,7 @@ class FileSource(Source):
             if last:
                 x = np.zeros(0, dtype=np.float32)
             read += len(x)
-            y = resampler.resample_chunk(x, last=last) if resampler else x
+            y = self.conditioner.remove_dc(resampler.resample_chunk(x, last=last) if resampler else x)
             if self.speed > 0:  # pace like a microphone: a block exists once its audio has played
                 due = t0 + read / self.sample_rate / self.speed
                 while (delay := due - time.monotonic()) > 0:  # in pieces: Event.wait refuses huge timeouts
@@ -254,9 +344,12 @@ class MicSource(Source):
 
     def __init__(self, device: str | int | None = None, sample_rate: int | None = None,
                  block_seconds: float = 0.032, queue_seconds: float = 10.0, lost_after: float = 2.0):
+        if sample_rate is not None:
+            check_number("samplerate", sample_rate, 1000, 384000, " Hz", integer=True)
         sd = _sounddevice()
 
         self.live = True
+        self.conditioner = Conditioner()
         self.device = find_device(device)
         info = sd.query_devices(self.device)
         self.name = info["name"]
@@ -306,7 +399,8 @@ class MicSource(Source):
                     raise DeviceLost(f"input device {self.name!r} stopped delivering audio")
                 continue
             last_audio = time.monotonic()
-            y = resampler.resample_chunk(x) if resampler else x
+            x = self.conditioner.clean(x)
+            y = self.conditioner.remove_dc(resampler.resample_chunk(x) if resampler else x)
             if len(y):
                 yield y, t
 

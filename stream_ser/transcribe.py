@@ -81,6 +81,9 @@ def load_whisper(options: TranscribeOptions):
     path = default_model_path() if options.model in (None, "", BUNDLED_NAME) else options.model
     if os.sep in path and not os.path.exists(path):
         raise ModelError(f"ASR model not found: {path}")
+    if os.path.isfile(path) or (os.path.isdir(path) and not os.path.exists(os.path.join(path, "model.bin"))):
+        raise ModelError(f"ASR model {path!r} is not a faster-whisper model directory (one holding model.bin): "
+                         f"pass such a directory, or {BUNDLED_NAME} for the bundled model")
 
     def make(device: str):
         compute = options.compute_type

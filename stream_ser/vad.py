@@ -13,6 +13,7 @@ import numpy as np
 import webrtcvad
 
 from .features import SAMPLE_RATE
+from .limits import OptionError, check_number
 
 
 @dataclass
@@ -38,6 +39,20 @@ class VadOptions:
     min_speech: float = 0.09
     max_flatness: float = 0.3
     min_level_dbfs: float = -70.0
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`~stream_ser.limits.OptionError` for a value out of range
+        (``mode`` 0-3, ``frame_ms`` 10/20/30, seconds 0-10, flatness 0-1, level -200-0 dBFS)."""
+        check_number("vad_mode", self.mode, 0, 3, integer=True)
+        if self.frame_ms not in (10, 20, 30):
+            raise OptionError("frame_ms", f"must be 10, 20 or 30, not {self.frame_ms!r}")
+        for name in ("preroll", "hangover", "min_speech"):
+            check_number(name, getattr(self, name), 0.0, 10.0, " seconds")
+        check_number("max_flatness", self.max_flatness, 0.0, 1.0)
+        check_number("min_level_dbfs", self.min_level_dbfs, -200.0, 0.0, " dBFS")
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,7 @@ class VadGate:
 
     def __init__(self, options: VadOptions | None = None):
         self.options = options or VadOptions()
+        self.options.check()
         o = self.options
         self._vad = webrtcvad.Vad(o.mode)
         self._frame = SAMPLE_RATE * o.frame_ms // 1000

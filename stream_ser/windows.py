@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import StageError
 from .features import SAMPLE_RATE, WINDOW_SAMPLES
+from .limits import check_number
 from .vad import Utterance, VadGate, VadOptions
 
 
@@ -40,6 +41,17 @@ class WindowOptions:
     offset: float = 0.6
     lead: float = 0.4
     hop: float = 1.0
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`~stream_ser.limits.OptionError` for a value out of range:
+        ``hop`` 0.01-60 s (at least 160 samples: a hop that rounds to nothing
+        would make windows without end), ``lead`` 0-2.5 s."""
+        check_number("hop", self.hop, 0.01, 60.0, " seconds")
+        check_number("lead", self.lead, 0.0, 2.5, " seconds")
+        check_number("offset", self.offset, 0.0, 60.0, " seconds")
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,7 @@ class Windower:
 
     def __init__(self, options: WindowOptions | None = None):
         self.options = options or WindowOptions()
+        self.options.check()  # fields may have been set after construction
         self._lead = int(round(self.options.lead * SAMPLE_RATE))
         self._hop = int(round(self.options.hop * SAMPLE_RATE))
         self._onset: int | None = None
