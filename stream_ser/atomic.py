@@ -1,7 +1,7 @@
 """Files that appear whole or not at all: write to a temporary name beside
 the target, then rename it into place (atomic on one file system).  A reader,
 or a rerun after ``kill -9``, sees the old file or the complete new one, and
-at worst a stray ``*.tmp<pid>`` file, never half a file under the real name."""
+at worst a stray ``*.~tmp<pid>`` file, never half a file under the real name."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Iterator
 def replacing(path: str | os.PathLike) -> Iterator[str]:
     """Yields a temporary path to write; on success it replaces ``path``, on
     an error it is removed and ``path`` is left as it was."""
-    tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
+    tmp = f"{os.fspath(path)}.~tmp{os.getpid()}"
     try:
         yield tmp
         os.replace(tmp, path)

@@ -343,6 +343,11 @@ class Archive:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise UsageError(f"{out}: another stream-ser batch is writing there") from None
+        # what a killed batch left half-written (we hold the lock: nobody else writes here)
+        for d in (self.out, self.calls, self.records_dir, self.parts):
+            for p in d.glob("*.~tmp[0-9]*"):
+                with contextlib.suppress(OSError):
+                    p.unlink()
         self.records: dict[str, dict] = {}
         for p in sorted(self.records_dir.glob("*.json")):
             try:
