@@ -243,6 +243,7 @@ class LocalEngine:
         self.threads = max(1, (os.cpu_count() or 1) // workers)
         self._workers: list[dict] = []
         self.startup: list[float] = []  # seconds from spawn to models loaded, per worker
+        self.ready_at: list[float] = []  # time.perf_counter() when each was ready
         for i in range(workers):
             self._spawn(i)
 
@@ -257,6 +258,12 @@ class LocalEngine:
             self._workers[i] = w
         else:
             self._workers.append(w)
+
+    def wait_ready(self) -> None:
+        """Block until every worker has loaded its models (benchmarks: to time
+        the work apart from the start-up)."""
+        while len(self.ready_at) < self.size:
+            self.poll(0.2)
 
     def idle(self) -> int:
         return sum(1 for w in self._workers if w["job"] is None)
@@ -287,7 +294,8 @@ class LocalEngine:
                     continue  # it died: its sentinel says so
                 if kind == "ready":
                     w["ready"] = True
-                    self.startup.append(time.perf_counter() - w["spawned"])
+                    self.ready_at.append(time.perf_counter())
+                    self.startup.append(self.ready_at[-1] - w["spawned"])
                 elif kind == "failed":  # models do not load: no worker ever will
                     raise ModelError(payload)
                 else:
@@ -530,6 +538,7 @@ class BatchResult:
     audio_seconds: float = 0.0  # analysed this run
     wall_seconds: float = 0.0
     startup: list[float] = field(default_factory=list)  # per worker: start to models loaded
+    work_seconds: float | None = None  # first worker at work to last result: throughput without start-up
     engine: str = ""
 
 
@@ -670,6 +679,7 @@ def _run_jobs(jobs, opts, options, archive, model, labels, progress, result, eng
     in_flight: dict[str, Job] = {}
     engine = None
     told = 0
+    last_result = first_submit = None
     try:
         engine = (engine_factory or make_engine)(opts, options, str(archive.state / "logs"))
         result.engine = engine.name
@@ -686,7 +696,9 @@ def _run_jobs(jobs, opts, options, archive, model, labels, progress, result, eng
                 job = pending.pop(0)
                 in_flight[job.name] = job
                 engine.submit(job)
+                first_submit = first_submit or time.perf_counter()
             for job, res in engine.poll(0.25):
+                last_result = time.perf_counter()
                 in_flight.pop(job.name, None)
                 row = archive.save(job, res, model, labels)
                 result.analysed += 1
@@ -703,6 +715,8 @@ def _run_jobs(jobs, opts, options, archive, model, labels, progress, result, eng
     finally:
         if engine is not None:
             result.startup = list(engine.startup)
+            if engine.ready_at and last_result:  # from the first moment a worker had a recording and its models
+                result.work_seconds = last_result - max(first_submit, min(engine.ready_at))
             engine.close(abandon=stop["level"] >= 2 or bool(in_flight))
         for s, h in previous.items():
             signal.signal(s, h)

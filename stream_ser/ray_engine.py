@@ -73,6 +73,7 @@ class RayEngine:
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         actor = ray.remote(num_cpus=1)(RayWorker)
         self.startup: list[float] = []
+        self.ready_at: list[float] = []
         t0 = time.perf_counter()
         self._actors = [actor.remote(options, 1) for _ in range(n)]
         self._ready = {a.ready.remote(): t0 for a in self._actors}
@@ -81,6 +82,11 @@ class RayEngine:
         self._local: list = []  # results made here (a file the driver cannot read)
         self._actor = actor
         self._options = options
+
+    def wait_ready(self) -> None:
+        """Block until every actor has loaded its models (benchmarks)."""
+        while self._ready:
+            self.poll(0.2)
 
     def idle(self) -> int:
         return len(self._free)
@@ -115,7 +121,8 @@ class RayEngine:
                     ray.get(ref)
                 except ray.exceptions.RayActorError as e:
                     raise ModelError(f"a Ray worker cannot load the models: {_first_line(e)}") from None
-                self.startup.append(time.perf_counter() - t0)
+                self.ready_at.append(time.perf_counter())
+                self.startup.append(self.ready_at[-1] - t0)
                 continue
             a, job = self._running.pop(ref)
             try:
