@@ -624,12 +624,12 @@ def run_batch(inputs: list[str], opts: BatchOptions, stream=None, tty: bool | No
 
     options = opts.pipeline or PipelineOptions()
     t_start = time.monotonic()
+    found = discover(inputs, skip=opts.out)  # before anything is created: a typo leaves no empty DIR behind
+    if not found:
+        raise UsageError(f"no recordings found in {' '.join(inputs)}")
     archive = Archive(opts.out)
     result = BatchResult()
     try:
-        found = discover(inputs, skip=opts.out)
-        if not found:
-            raise UsageError(f"no recordings found in {' '.join(inputs)}")
         model, labels = model_identity(options), model_labels(options)
         taken: set[str] = set()
         jobs, names = [], []

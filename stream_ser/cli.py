@@ -152,7 +152,7 @@ def batch_command(args) -> int:
         r = run_batch(args.inputs, opts)
     except ModelError as e:
         raise UsageError(str(e)) from None
-    print(f"batch: {r.total} recordings: {r.analysed} analysed, {r.skipped} unchanged (skipped), {r.failed} failed; "
+    print(f"batch: {r.total} recording{'s' if r.total != 1 else ''}: {r.analysed} analysed, {r.skipped} unchanged (skipped), {r.failed} failed; "
           f"{r.rows} rows in {os.path.join(args.out, 'calls.parquet')}, calls.csv, segments.parquet", file=sys.stderr)
     if r.interrupted:
         print(f"stream-ser: interrupted; the tables hold every completed recording", file=sys.stderr)

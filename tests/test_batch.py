@@ -117,22 +117,26 @@ def test_rerun_skips_everything_quickly_then_redoes_what_changed(archive, first_
     assert len(rows) == 6 and len({x["recording"] for x in rows}) == 6
 
 
-def test_kill_9_then_rerun_loses_and_duplicates_nothing(tmp_path):
+def batch_under_way(tmp_path, records: int, **popen):
+    """Eight 6 s recordings, one worker, emotion only; returns once ``records``
+    recordings are done: (process, input folder, output folder)."""
     need("ffmpeg")
-    src = tmp_path / "in"
+    src, out = tmp_path / "in", tmp_path / "out"
     for i in range(8):
         cut(src / f"r{i}.wav", i % 5, 6)
-    out = tmp_path / "out"
     e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    p = subprocess.Popen(CLI + ["batch", str(src), "--out", str(out), "--workers", "1", "--no-transcript"], cwd=ROOT, env=e,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    records = out / ".batch" / "records"
+    p = subprocess.Popen(CLI + ["batch", str(src), "--out", str(out), "--workers", "1", "--no-transcript"], cwd=ROOT, env=e, **popen)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(records.glob("*.json"))) < 2 and p.poll() is None:
+    while time.monotonic() < deadline and len(list(out.glob(".batch/records/*.json"))) < records and p.poll() is None:
         time.sleep(0.01)
+    return p, src, out
+
+
+def test_kill_9_then_rerun_loses_and_duplicates_nothing(tmp_path):
+    p, src, out = batch_under_way(tmp_path, 2, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     os.killpg(p.pid, signal.SIGKILL)  # the driver and its worker, mid-batch
     p.wait()
-    done_at_kill = len(list(records.glob("*.json")))
+    done_at_kill = len(list(out.glob(".batch/records/*.json")))
     assert 2 <= done_at_kill < 8, done_at_kill  # it really was mid-batch
     r, _ = batch(src, "--out", out, "--workers", "1", "--no-transcript")
     assert r.returncode == 0, r.stderr
@@ -146,23 +150,12 @@ def test_kill_9_then_rerun_loses_and_duplicates_nothing(tmp_path):
 
 
 def test_ctrl_c_keeps_what_was_completed(tmp_path):
-    need("ffmpeg")
-    src = tmp_path / "in"
-    for i in range(8):
-        cut(src / f"r{i}.wav", i % 5, 6)
-    out = tmp_path / "out"
-    e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    p = subprocess.Popen(CLI + ["batch", str(src), "--out", str(out), "--workers", "1", "--no-transcript"], cwd=ROOT, env=e,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    records = out / ".batch" / "records"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(records.glob("*.json"))) < 1 and p.poll() is None:
-        time.sleep(0.01)
-    p.send_signal(signal.SIGINT)
+    p, _, out = batch_under_way(tmp_path, 1, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.send_signal(signal.SIGINT)  # no new recordings; the one in flight finishes
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
-    done = sorted(json.loads(f.read_text())["name"] for f in records.glob("*.json"))
+    done = sorted(json.loads(f.read_text())["name"] for f in out.glob(".batch/records/*.json"))
     assert 1 <= len(done) < 8
     assert sorted(x["recording"] for x in read_table(out / "calls.parquet")) == done
 
