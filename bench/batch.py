@@ -101,6 +101,8 @@ def start_ray(cores: int) -> tuple[str, Path]:
     env = dict(os.environ, PYTHONPATH=str(C.ROOT))  # the workers import this checkout
     subprocess.run([str(ray_bin), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", str(cores),
                     "--include-dashboard=false", "--disable-usage-stats"], check=True, capture_output=True, env=env, timeout=180)
+    # ray.init turns 127.0.0.1 into the machine's own address unless told this: keep the traffic on 127.0.0.1
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     return f"127.0.0.1:{port}", ray_bin
 
 

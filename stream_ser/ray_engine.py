@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import tempfile
 import time
 
 from .batch import Job, analyse, load_models
 from .errors import ModelError, UsageError
+from .quiet import quiet_stderr
 
 
 class RayWorker:
@@ -49,6 +51,19 @@ class RayWorker:
         return result
 
 
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """A host:port that nothing answers on is one line now, not minutes of
+    Ray's connection retries ("auto" and ray:// addresses are left to Ray)."""
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+        raise UsageError(f"cannot connect to the Ray cluster at {address}: {why}") from None
+
+
 def _first_line(e: BaseException) -> str:
     lines = [x for x in str(e).splitlines() if x.strip()]
     return lines[-1].strip() if lines else type(e).__name__
@@ -66,8 +81,10 @@ class RayEngine:
         except ImportError:
             raise UsageError("--ray needs Ray: pip install 'stream-ser[ray]'") from None
         self.ray = ray
+        _reachable(address)
         try:
-            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+            with quiet_stderr(replay_on_error=False):  # Ray's C++ client logs its retries on fd 2
+                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
         except Exception as e:  # ConnectionError, or a malformed address (ValueError, RuntimeError)
             raise UsageError(f"cannot connect to the Ray cluster at {address}: {_first_line(e)}") from None
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))

@@ -171,6 +171,9 @@ def test_usage_errors_are_one_line(tmp_path, archive):
     (fake / "__init__.py").write_text("raise ImportError('No module named ray')\n")
     r, _ = batch(archive / "call1.wav", "--out", tmp_path / "o", "--ray", env={"PYTHONPATH": str(fake.parent)})
     assert r.returncode == 2 and r.stderr.strip() == "stream-ser: --ray needs Ray: pip install 'stream-ser[ray]'", r.stderr
+    if shutil.which("ray") or Path(sys.executable).with_name("ray").exists():
+        r, _ = batch(archive / "call1.wav", "--out", tmp_path / "o", "--ray", "127.0.0.1:1", timeout=60)  # nothing listens there
+        assert r.returncode == 2 and r.stderr.strip() == "stream-ser: cannot connect to the Ray cluster at 127.0.0.1:1: Connection refused", r.stderr
 
 
 def test_summarise_negative_run_and_arousal():
@@ -239,7 +242,8 @@ def test_ray_gives_the_same_labels_and_text_as_local(two_calls, local_run, tmp_p
     try:
         assert start.returncode == 0, start.stderr[-2000:]
         out = tmp_path / "ray"
-        r, _ = batch(two_calls, "--out", out, "--ray", f"127.0.0.1:{port}", env={"RAY_ADDRESS": ""})
+        # ray.init turns 127.0.0.1 into the machine's own address unless told this (traffic stays on 127.0.0.1)
+        r, _ = batch(two_calls, "--out", out, "--ray", f"127.0.0.1:{port}", env={"RAY_ADDRESS": "", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
         assert r.returncode == 0, r.stderr
         assert "Traceback" not in r.stderr
     finally:
