@@ -46,6 +46,10 @@ def _add_session_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--append", action="store_true",
                    help="add to an existing --jsonl file instead of replacing it (an existing file is otherwise replaced when the session ends)")
     g.add_argument("--plain", action="store_true", help="one line per event instead of the dashboard (automatic when stdout is not a terminal)")
+    _add_model_args(p)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("models")
     g.add_argument("--models", metavar="DIR", help="emotion model directory (default: the bundled models/)")
     g.add_argument("--neutral-bias", type=finite, default=None, metavar="B",
@@ -123,7 +127,65 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--speech", action="store_true", help="instead: the label distribution on ../shared/data/speech replayed through the stream")
     s.add_argument("--json", action="store_true", help="print the results as JSON (a list with --condition all)")
     s.add_argument("--data", metavar="DIR")
+    _add_batch_commands(sub)
     return p
+
+
+# ---- batch and report (issue 22) ------------------------------------------------
+
+def _add_batch_commands(sub) -> None:
+    s = sub.add_parser("batch", help="analyse many recordings into reports and tables",
+                       description="Analyse recordings (files, folders, globs) into DIR: calls/<name>.jsonl/.srt/.html, "
+                                   "calls.parquet, calls.csv, segments.parquet.  Unchanged recordings are skipped on a rerun.")
+    s.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files, folders (searched recursively) or globs")
+    s.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    s.add_argument("--workers", type=int, metavar="N", help="worker processes (default: the number of cores; with --ray: the cluster's CPUs)")
+    s.add_argument("--force", action="store_true", help="redo recordings whose outputs are complete and unchanged")
+    s.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                   help="run on an existing Ray cluster (host:port; 'auto' or none: RAY_ADDRESS or the local one); needs stream-ser[ray]")
+    _add_model_args(s)
+    s.set_defaults(srt=None, vtt=None)
+
+    s = sub.add_parser("report", help="an HTML (and PNG) report of a session's events",
+                       description="Render a session's JSONL events as a self-contained HTML page (no network needed to view it) and optionally a PNG timeline.")
+    s.add_argument("events", metavar="EVENTS.jsonl")
+    s.add_argument("--out", metavar="HTML", help="the page (default: EVENTS with .html)")
+    s.add_argument("--png", metavar="PNG", help="also write the timeline as a PNG (needs matplotlib)")
+
+
+def batch_command(args) -> int:
+    from .batch import BatchOptions, run_batch
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    opts = BatchOptions(out=args.out, pipeline=_pipeline_options(args), workers=args.workers, force=args.force, ray=args.ray)
+    r = run_batch(args.inputs, opts)  # a model that does not load: StreamSerError, one line and exit 2
+    print(f"batch: {r.total} recording{'s' if r.total != 1 else ''}: {r.analysed} analysed, {r.skipped} unchanged (skipped), {r.failed} failed; "
+          f"{r.rows} rows in {os.path.join(args.out, 'calls.parquet')}, calls.csv, segments.parquet", file=sys.stderr)
+    if r.interrupted:
+        print("stream-ser: interrupted; the tables hold every completed recording", file=sys.stderr)
+        return EXIT_INT if r.interrupted == "SIGINT" else EXIT_TERM
+    if r.failed:
+        print(f"stream-ser: {r.failed} of {r.total} recordings failed (their error is in calls.csv)", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def report_command(args) -> int:
+    from .atomic import write_text
+    from .report import load_events, render_html, write_png
+
+    events = load_events(args.events)
+    out = args.out or os.path.splitext(args.events)[0] + ".html"
+    title = next((e["source"] for e in events if e.get("type") == "status" and e.get("source")), os.path.basename(args.events))
+    try:
+        write_text(out, render_html(events, title))
+    except OSError as e:
+        raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
+    if args.png:
+        write_png(events, args.png, title=title)
+    print(f"report: {out}" + (f", {args.png}" if args.png else ""), file=sys.stderr)
+    return EXIT_OK
 
 
 def _pipeline_options(args):
@@ -254,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
             from .training.cli import export_command
 
             return export_command(args)
+        if args.command == "batch":
+            return batch_command(args)
+        if args.command == "report":
+            return report_command(args)
         if args.command == "evaluate":
             from .training.cli import evaluate_command
 

@@ -258,6 +258,14 @@ def _timestamp(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
+def subtitle_cue(event: TranscriptEvent, number: int, kind: str) -> str:
+    """One SRT (``number`` counts from 1) or WebVTT cue of a final span, its emotion in the text."""
+    sep = "," if kind == "srt" else "."
+    head = f"{number}\n" if kind == "srt" else ""
+    return (f"{head}{_timestamp(event.start, sep)} --> {_timestamp(event.end, sep)}\n"
+            f"{emotion_tag(event.emotion)}{event.text}\n\n")
+
+
 class SubtitleWriter:
     """SRT or WebVTT of the final transcript spans, emotion in the cue text,
     written cue by cue (WebVTT's header with the first cue, or at the end if
@@ -274,10 +282,7 @@ class SubtitleWriter:
     def write(self, event: Event) -> None:
         if not isinstance(event, TranscriptEvent) or not event.final or not event.text:
             return
-        sep = "," if self.kind == "srt" else "."
-        head = f"{self._n + 1}\n" if self.kind == "srt" else ""
-        self.file.write(f"{self._header()}{head}{_timestamp(event.start, sep)} --> {_timestamp(event.end, sep)}\n"
-                        f"{emotion_tag(event.emotion)}{event.text}\n\n".encode())
+        self.file.write((self._header() + subtitle_cue(event, self._n + 1, self.kind)).encode())
         self._n += 1
 
     def finish(self) -> None:

@@ -1,0 +1,174 @@
+"""Throughput of ``stream-ser batch``: audio hours per wall hour for 1 and 2
+local workers (emotion only, and both models), Ray against the local engine on
+the same cores, and start-up per worker.
+
+The archive: --files recordings, each the shared speech recordings joined
+with 1 s gaps (build_long), rotated so that no two are the same, together
+--minutes-emotion (emotion only) or --minutes-both (both models) of audio.
+Each configuration runs ``stream_ser.batch.run_batch`` into a fresh output
+directory (so every recording is analysed and every output written, as a
+user's batch does).  A Ray head (``ray start --head --node-ip-address
+127.0.0.1 --num-cpus <cores>``) is started for the Ray rows and stopped after.
+
+Figures:
+  audio h / wall h (work)   audio / seconds from the first recording handed out
+                            (every worker has loaded its models by then) to the
+                            last result saved (start-up excluded; outputs included)
+  audio h / wall h (total)  audio / the whole run_batch call (start-up included)
+  start-up per worker       spawn (local) or actor creation (Ray) to models
+                            loaded, mean over the workers of the run
+  2 vs 1 worker             ratio of the work throughputs, measured in one run
+  Ray vs local              Ray work throughput / local, same workers and cores
+  load                      /proc/loadavg before each configuration, and the
+                            share of the machine's CPU busy during it (/proc/stat):
+                            the machine is shared, so read the ratios with it
+Targets: 2 workers >= 1.7x one (emotion only); Ray within 15% of local.
+
+    python bench/batch.py [--files 8] [--minutes-emotion 24] [--minutes-both 8] [--no-ray] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common as C  # noqa: E402
+
+NAME = "batch"
+
+
+def cpu_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    idle = f[3] + f[4]
+    return sum(f) - idle, sum(f)
+
+
+def build_archive(folder: Path, files: int, minutes: float) -> float:
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = C.speech_rows()
+    total = 0.0
+    for i in range(files):
+        k = i % len(rows)
+        info = C.build_long(folder / f"call{i:02d}.wav", seconds=minutes * 60 / files, rows=rows[k:] + rows[:k])
+        total += info["seconds"]
+    return total
+
+
+def run(folder: Path, workers: int, transcript: bool, ray: str | None) -> dict:
+    from stream_ser.batch import BatchOptions, make_engine, run_batch
+    from stream_ser.pipeline import PipelineOptions
+
+    out = C.tempdir("batch-out")
+    load = open("/proc/loadavg").read().split()[:3]
+    b0 = cpu_busy()
+    opts = BatchOptions(out=str(out), pipeline=PipelineOptions(transcript=transcript), workers=workers, ray=ray)
+    def engine(*args):  # all workers loaded before the first recording: work time apart from start-up
+        e = make_engine(*args)
+        e.wait_ready()
+        return e
+
+    with open(os.devnull, "w") as quiet:
+        r = run_batch([str(folder)], opts, stream=quiet, tty=False, engine_factory=engine)
+    b1 = cpu_busy()
+    shutil.rmtree(out, ignore_errors=True)
+    if r.failed or r.analysed != r.total:
+        raise SystemExit(f"bench: {r.failed} recordings failed in the {r.engine} run")
+    audio_h = r.audio_seconds / 3600
+    return {
+        "engine": r.engine, "workers": workers, "transcript": transcript, "recordings": r.analysed,
+        "audio_h": round(audio_h, 4), "work_s": round(r.work_seconds, 2), "total_s": round(r.wall_seconds, 2),
+        "audio_h_per_wall_h_work": round(audio_h / (r.work_seconds / 3600), 1),
+        "audio_h_per_wall_h_total": round(audio_h / (r.wall_seconds / 3600), 1),
+        "startup_s_per_worker": round(sum(r.startup) / len(r.startup), 2) if r.startup else None,
+        "startup_s": [round(s, 2) for s in r.startup],
+        "loadavg_before": load, "machine_cpu_busy": round((b1[0] - b0[0]) / max(1, b1[1] - b0[1]), 3),
+    }
+
+
+def start_ray(cores: int) -> tuple[str, Path]:
+    ray_bin = Path(sys.executable).with_name("ray")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=str(C.ROOT))  # the workers import this checkout
+    subprocess.run([str(ray_bin), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", str(cores),
+                    "--include-dashboard=false", "--disable-usage-stats"], check=True, capture_output=True, env=env, timeout=180)
+    # ray.init turns 127.0.0.1 into the machine's own address unless told this: keep the traffic on 127.0.0.1
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    return f"127.0.0.1:{port}", ray_bin
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--files", type=int, default=8)
+    ap.add_argument("--minutes-emotion", type=float, default=24.0, help="audio in the emotion-only archive")
+    ap.add_argument("--minutes-both", type=float, default=8.0, help="audio in the both-models archive")
+    ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    C.need_data()
+    cores = os.cpu_count() or 1
+    two = min(2, cores)
+    with C.stdout_to_stderr():
+        emo, both = C.tempdir("batch-emo"), C.tempdir("batch-both")
+        sizes = {"emotion_only_audio_s": build_archive(emo, a.files, a.minutes_emotion),
+                 "both_audio_s": build_archive(both, a.files, a.minutes_both)}
+        runs = []
+        for transcript, folder in ((False, emo), (True, both)):
+            for workers in (1, two):
+                C.log(f"local, {workers} worker(s), {'both models' if transcript else 'emotion only'}")
+                runs.append(run(folder, workers, transcript, None))
+        if not a.no_ray:
+            address, ray_bin = start_ray(two)
+            try:
+                for transcript, folder in ((False, emo), (True, both)):
+                    C.log(f"ray, {two} actors, {'both models' if transcript else 'emotion only'}")
+                    runs.append(run(folder, two, transcript, address))
+            finally:
+                subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
+
+    def pick(engine, workers, transcript):
+        return next((r for r in runs if r["engine"] == engine and r["workers"] == workers and r["transcript"] == transcript), None)
+
+    ratios = {}
+    for transcript, key in ((False, "emotion_only"), (True, "both")):
+        one, many = pick("local", 1, transcript), pick("local", two, transcript)
+        ratios[f"local_{two}_vs_1_{key}"] = round(many["audio_h_per_wall_h_work"] / one["audio_h_per_wall_h_work"], 2)
+        ray = pick("ray", two, transcript)
+        if ray:
+            ratios[f"ray_vs_local_{key}"] = round(ray["audio_h_per_wall_h_work"] / many["audio_h_per_wall_h_work"], 3)
+    targets = [C.target(f"{two} local workers vs 1, emotion only", ratios[f"local_{two}_vs_1_emotion_only"], ">=", 1.7, "x")]
+    if "ray_vs_local_emotion_only" in ratios:
+        targets.append(C.target("Ray vs local, emotion only (work throughput)", ratios["ray_vs_local_emotion_only"], ">=", 0.85, "x"))
+    # sizing: 10,000 h in 24 h on 2-core workers running two local workers each, both models
+    per_machine = pick("local", two, True)["audio_h_per_wall_h_work"]
+    sizing = {"archive_h": 10000, "hours": 24, "audio_h_per_wall_h_per_2core_worker_both": per_machine,
+              "workers_2core_both": -(-10000 // int(per_machine * 24)),
+              "audio_h_per_wall_h_per_2core_worker_emotion": pick("local", two, False)["audio_h_per_wall_h_work"],
+              "workers_2core_emotion": -(-10000 // int(pick("local", two, False)["audio_h_per_wall_h_work"] * 24))}
+    result = {"sizes": sizes, "runs": runs, "ratios": ratios, "sizing": sizing, "targets": targets}
+
+    def text() -> str:
+        rows = [[r["engine"], r["workers"], "both" if r["transcript"] else "emotion", f"{r['audio_h'] * 60:.1f}",
+                 r["work_s"], r["audio_h_per_wall_h_work"], r["audio_h_per_wall_h_total"], r["startup_s_per_worker"],
+                 " ".join(r["loadavg_before"]), f"{r['machine_cpu_busy']:.0%}"] for r in runs]
+        out = C.table(rows, ["engine", "workers", "models", "audio min", "work s", "audio h/wall h", "incl. start-up",
+                             "start-up s/worker", "load before", "CPU busy"])
+        out += "\n\n" + "\n".join(f"{k}: {v}" for k, v in ratios.items())
+        out += (f"\nsizing: 10,000 h in a day needs {sizing['workers_2core_both']} 2-core workers with both models "
+                f"({per_machine:.0f} audio h per wall h each), {sizing['workers_2core_emotion']} emotion only")
+        return out
+
+    C.finish(NAME, result, a.json, text)
+
+
+if __name__ == "__main__":
+    main()
