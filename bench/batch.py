@@ -63,7 +63,8 @@ def build_archive(folder: Path, files: int, minutes: float) -> float:
 
 
 def run(folder: Path, workers: int, transcript: bool, ray: str | None) -> dict:
-    from stream_ser.batch import BatchOptions, make_engine, run_batch
+    from stream_ser.batch import BatchOptions, run_batch
+    from stream_ser.ray_engine import make_engine
     from stream_ser.pipeline import PipelineOptions
 
     out = C.tempdir("batch-out")

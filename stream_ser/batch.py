@@ -600,11 +600,11 @@ def _duration(path: str) -> float | None:
         return None  # ffmpeg formats: known when done
 
 
-def make_engine(opts: BatchOptions, options, log_dir: str):
+def local_engine(opts: BatchOptions, options, log_dir: str):
+    """The default engine: local worker processes (``--ray`` needs
+    :func:`stream_ser.ray_engine.make_engine` as ``engine_factory``)."""
     if opts.ray is not None:
-        from .ray_engine import RayEngine
-
-        return RayEngine(opts.ray, opts.workers, options)
+        raise UsageError("--ray: pass engine_factory=stream_ser.ray_engine.make_engine")
     return LocalEngine(opts.workers or os.cpu_count() or 1, options, log_dir)
 
 
@@ -676,7 +676,7 @@ def _run_jobs(jobs, opts, options, archive, model, labels, progress, result, eng
     told = 0
     last_result = first_submit = None
     try:
-        engine = (engine_factory or make_engine)(opts, options, str(archive.state / "logs"))
+        engine = (engine_factory or local_engine)(opts, options, str(archive.state / "logs"))
         result.engine = engine.name
         while pending or in_flight:
             if stop["level"] >= 2:

@@ -159,7 +159,9 @@ def batch_command(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
     opts = BatchOptions(out=args.out, pipeline=_pipeline_options(args), workers=args.workers, force=args.force, ray=args.ray)
-    r = run_batch(args.inputs, opts)  # a model that does not load: StreamSerError, one line and exit 2
+    from .ray_engine import make_engine
+
+    r = run_batch(args.inputs, opts, engine_factory=make_engine)  # a model that does not load: StreamSerError, one line and exit 2
     print(f"batch: {r.total} recording{'s' if r.total != 1 else ''}: {r.analysed} analysed, {r.skipped} unchanged (skipped), {r.failed} failed; "
           f"{r.rows} rows in {os.path.join(args.out, 'calls.parquet')}, calls.csv, segments.parquet", file=sys.stderr)
     if r.interrupted:

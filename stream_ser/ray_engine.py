@@ -18,7 +18,7 @@ import socket
 import tempfile
 import time
 
-from .batch import Job, analyse, load_models
+from .batch import BatchOptions, Job, analyse, load_models, local_engine
 from .errors import ModelError, UsageError
 from .quiet import quiet_stderr
 
@@ -162,3 +162,10 @@ class RayEngine:
             except Exception:
                 pass
         self.ray.shutdown()
+
+
+def make_engine(opts: BatchOptions, options, log_dir: str):
+    """The engine ``opts`` asks for: a Ray cluster with ``--ray``, else local worker processes."""
+    if opts.ray is not None:
+        return RayEngine(opts.ray, opts.workers, options)
+    return local_engine(opts, options, log_dir)
