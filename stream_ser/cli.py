@@ -178,7 +178,6 @@ def run_session(args) -> int:
         pipeline = Pipeline(source, options)
     except ModelError as e:
         raise UsageError(str(e)) from None
-    outputs.open()  # only now: a start-up failure leaves existing files as they were
 
     code = {"value": EXIT_OK}
 
@@ -190,6 +189,7 @@ def run_session(args) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    outputs.open()  # only now (models loaded, Ctrl-C handled): a start-up failure leaves existing files as they were
     files = outputs.paths
     summary = SessionSummary(source_name=source.name, files=files, transcript=options.transcript)
     plain = args.plain or not sys.stdout.isatty()

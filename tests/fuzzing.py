@@ -264,6 +264,7 @@ def judge(code, stderr: str, elapsed: float, bound: float, where: Path, before: 
           jsonl_paths: list[Path], inputs: list[Path], codes=OK_CODES) -> list[str]:
     """What broke in one finished run (empty: nothing)."""
     problems = []
+    started = any(l.startswith("session: ") for l in stderr.splitlines())  # the summary: the stream ran
     if code not in codes:
         problems.append(f"exit code {code}")
     if "Traceback" in stderr:
@@ -277,7 +278,7 @@ def judge(code, stderr: str, elapsed: float, bound: float, where: Path, before: 
         now = _digest(path)
         if path in inputs and now != digest:
             problems.append(f"input {path.name} changed")
-        elif code == 2 and now != digest:
+        elif code == 2 and now != digest and not started:
             problems.append(f"{path.name} changed by a run that failed at start")
         elif code not in (0,) and size and path.stat().st_size == 0:
             problems.append(f"{path.name} emptied by a failed run")
