@@ -46,7 +46,7 @@ SUBTYPES = {  # format: sample types
     "FLAC": ("PCM_16", "PCM_24"),
     "OGG": ("VORBIS",),
 }
-SECONDS = (0.0, 0.001, 0.02, 0.3, 1.0, 2.5, 4.0, 11.0)
+SECONDS = (0.0, 0.001, 0.02, 0.3, 1.0, 2.5, 2.5, 4.0, 4.0, 11.0, 11.0, 20.0)
 LONG_SECONDS = (60.0, 150.0)
 NUMBERS = ("nan", "inf", "-inf", "-1", "0", "1e-6", "1e305", "-1e305", "abc", "", "1e-320", "0x10")
 HOPS = ("1", "0.5", "0.25", "0.01", "0.0099", "60", "61") + NUMBERS
@@ -186,9 +186,9 @@ def draw_case(d: Draw, seed: int = 0, long: bool = False, transcript_chance: flo
     if d.chance(0.05):
         opts += ["--models", d.choice(("@input", "@dir", "/nonexistent"))]
     c.options = opts
-    for kind, p in (("jsonl", 0.8), ("srt", 0.3 if c.transcript else 0.05), ("vtt", 0.2 if c.transcript else 0.05)):
+    for kind, p in (("jsonl", 0.8), ("srt", 0.3 if c.transcript else 0.02), ("vtt", 0.2 if c.transcript else 0.02)):
         if d.chance(p):
-            c.outputs[kind] = d.choice(OUTPUT_KINDS) if d.chance(0.3) else d.choice(("new", "existing", "dev-null"))
+            c.outputs[kind] = d.choice(OUTPUT_KINDS) if d.chance(0.15) else d.choice(("new", "existing", "dev-null"))
     c.append = d.chance(0.08)
     return c
 
