@@ -241,11 +241,6 @@ def run_session(args) -> int:
     if sys.stderr.isatty():
         print("stream-ser: loading models…", file=sys.stderr, end="\r", flush=True)
     pipeline = Pipeline(source, options)
-    try:
-        outputs.open()  # only now: a start-up failure leaves existing files as they were
-    except BaseException:
-        pipeline.close()
-        raise
 
     code = {"value": EXIT_OK}
 
@@ -257,6 +252,11 @@ def run_session(args) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    try:
+        outputs.open()  # only now (models loaded, Ctrl-C handled): a start-up failure leaves existing files as they were
+    except BaseException:
+        pipeline.close()
+        raise
     files = outputs.paths
     state = SessionState(source.name, source.sample_rate, transcript=options.transcript)
     plain = args.plain or not sys.stdout.isatty()

@@ -36,7 +36,7 @@ def _fmt(x) -> str:
 def check_number(name: str, value, lo, hi, unit: str = "", integer: bool = False, zero: bool = False):
     """``value`` if it is a finite number (an integer if ``integer``) within
     ``[lo, hi]`` (or exactly 0 when ``zero``); else :class:`OptionError`."""
-    range_ = f"{'0 or ' if zero else ''}{'an integer' if integer else 'a number'} from {_fmt(lo)} to {_fmt(hi)}{unit}"
+    range_ = f"{'0 or ' if zero else ''}{'an integer' if integer else 'a finite number'} from {_fmt(lo)} to {_fmt(hi)}{unit}"
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     ok = ok and math.isfinite(value) and (not integer or float(value).is_integer())
     if not (ok and (lo <= value <= hi or (zero and value == 0))):

@@ -116,9 +116,12 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[str] = (), append:
             raise UsageError(f"{where}: permission denied (the file is not writable)")
         parent = os.path.dirname(os.path.realpath(o.path)) or "."
         if not os.path.isdir(parent):
-            raise UsageError(f"{where}: directory {parent} does not exist")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise UsageError(f"{where}: cannot create files in {parent} (permission denied)")
+            raise UsageError(f"cannot write {where}: directory {parent} does not exist")
+        try:  # a real probe: access() says yes to root on read-only file systems (/sys)
+            with tempfile.TemporaryFile(dir=parent):  # O_TMPFILE: no name is ever seen
+                pass
+        except OSError as e:
+            raise UsageError(f"cannot write {o.path}: cannot create files in {parent} ({e.strerror or e})") from None
     for k, a in enumerate(outputs):
         for b in outputs[k + 1:]:
             if _same(a.path, b.path):
@@ -144,7 +147,7 @@ class OutputFile:
             raise
 
     def _fail(self, why: str) -> UsageError:
-        return UsageError(f"{self.output.option} {self.path!r}: {why}")
+        return UsageError(f"cannot write {self.path} ({self.output.option}): {why}")
 
     def _lock(self, fd: int) -> None:
         try:

@@ -46,7 +46,7 @@ SUBTYPES = {  # format: sample types
     "FLAC": ("PCM_16", "PCM_24"),
     "OGG": ("VORBIS",),
 }
-SECONDS = (0.0, 0.001, 0.02, 0.3, 1.0, 2.5, 4.0, 11.0)
+SECONDS = (0.0, 0.001, 0.02, 0.3, 1.0, 2.5, 2.5, 4.0, 4.0, 11.0, 11.0, 20.0)
 LONG_SECONDS = (60.0, 150.0)
 NUMBERS = ("nan", "inf", "-inf", "-1", "0", "1e-6", "1e305", "-1e305", "abc", "", "1e-320", "0x10")
 HOPS = ("1", "0.5", "0.25", "0.01", "0.0099", "60", "61") + NUMBERS
@@ -186,9 +186,9 @@ def draw_case(d: Draw, seed: int = 0, long: bool = False, transcript_chance: flo
     if d.chance(0.05):
         opts += ["--models", d.choice(("@input", "@dir", "/nonexistent"))]
     c.options = opts
-    for kind, p in (("jsonl", 0.8), ("srt", 0.3 if c.transcript else 0.05), ("vtt", 0.2 if c.transcript else 0.05)):
+    for kind, p in (("jsonl", 0.8), ("srt", 0.3 if c.transcript else 0.02), ("vtt", 0.2 if c.transcript else 0.02)):
         if d.chance(p):
-            c.outputs[kind] = d.choice(OUTPUT_KINDS) if d.chance(0.3) else d.choice(("new", "existing", "dev-null"))
+            c.outputs[kind] = d.choice(OUTPUT_KINDS) if d.chance(0.15) else d.choice(("new", "existing", "dev-null"))
     c.append = d.chance(0.08)
     return c
 
@@ -264,6 +264,7 @@ def judge(code, stderr: str, elapsed: float, bound: float, where: Path, before: 
           jsonl_paths: list[Path], inputs: list[Path], codes=OK_CODES) -> list[str]:
     """What broke in one finished run (empty: nothing)."""
     problems = []
+    started = any(l.startswith("session: ") for l in stderr.splitlines())  # the summary: the stream ran
     if code not in codes:
         problems.append(f"exit code {code}")
     if "Traceback" in stderr:
@@ -277,7 +278,7 @@ def judge(code, stderr: str, elapsed: float, bound: float, where: Path, before: 
         now = _digest(path)
         if path in inputs and now != digest:
             problems.append(f"input {path.name} changed")
-        elif code == 2 and now != digest:
+        elif code == 2 and now != digest and not started:
             problems.append(f"{path.name} changed by a run that failed at start")
         elif code not in (0,) and size and path.stat().st_size == 0:
             problems.append(f"{path.name} emptied by a failed run")

@@ -86,8 +86,8 @@ def test_closed_stdout_ends_the_session_cleanly(tmp_path, jfk):
 
 
 def test_stop_ends_a_slow_replay_at_once(jfk):
-    """A replay paced far below real time (`--speed 0.01`, the slowest allowed) waits
-    3.2 s for each block; a stop (Ctrl-C, SIGTERM, q) must not wait with it."""
+    """A replay paced far below real time (`--speed 0.01`, the slowest allowed)
+    waits 3.2 s for its first block; a stop (Ctrl-C, SIGTERM, q) must not wait with it."""
     import threading
 
     source = FileSource(jfk, speed=0.01)
