@@ -305,8 +305,11 @@ class LocalEngine:
                 job = w["job"]
                 code = w["proc"].exitcode
                 w["conn"].close()
+                why = f"signal {-code}" if code < 0 else f"exit code {code}"
+                if not w["ready"]:  # it never loaded the models: a new one would die the same way
+                    log = os.path.join(self.log_dir, "worker-%d.log" % w["i"])
+                    raise ModelError(f"a worker process died while loading the models ({why}); see {log}")
                 if job is not None:
-                    why = f"signal {-code}" if code < 0 else f"exit code {code}"
                     done.append((job, {"events": [], "error": f"worker process died ({why}) on this recording",
                                        "seconds": 0.0, "html": None, "retry": True}))
                 self._spawn(w["i"])
