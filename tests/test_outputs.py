@@ -93,9 +93,10 @@ def test_issue24_second_writer_of_one_jsonl_is_refused(rec, tmp_path):
     first = subprocess.Popen(CLI + ["replay", str(path), "--speed", "1", "--jsonl", str(out), "--no-transcript", "--plain"],
                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded machine takes its time to load the models
         while not out.exists() and time.monotonic() < deadline:  # created once its models have loaded
             time.sleep(0.1)
+        assert out.exists() and first.poll() is None  # the first session is writing
         second = run_cli("replay", path, "--speed", "0", "--jsonl", out, "--no-transcript")
         one_line(second, 2, "another stream-ser session")
     finally:

@@ -107,7 +107,7 @@ def test_read_only_output_path(tmp_path, jfk):
     if os.access("/sys", os.W_OK) and not os.path.exists("/sys/kernel"):
         pytest.skip("no read-only location")
     r = run_cli("replay", jfk, "--plain", "--jsonl", "/sys/stream-ser-events.jsonl")
-    assert r.returncode == 2 and "--jsonl '/sys/stream-ser-events.jsonl': Permission denied" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "cannot write /sys/stream-ser-events.jsonl" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_disk_full_mid_run_keeps_valid_jsonl(tmp_path, jfk):
