@@ -379,5 +379,11 @@ def cv_command(args, data: Path) -> int:
     print(f"{'mean':5} {'(sd over folds)':24} " + " ".join(f"{m[c][0]:9.3f}" for c in cols)
           + "  " + " / ".join(_share_line(m[n]) for n in ("neutral_val", "neutral_test", "speech") if n in m))
     print(f"{'sd':30} " + " ".join(f"{m[c][1]:9.3f}" for c in cols))
+    pc = result["per_class_prior"]
+    m = pc["nested"]["mean_sd"]
+    print(f"per-class log-prior (all folds): {pc['log_prior']}")
+    print(f"{'nested':30} " + " ".join(f"{m[c][0]:9.3f}" for c in cols)
+          + "  " + " / ".join(_share_line(m[n]) for n in ("neutral_val", "neutral_test", "speech") if n in m)
+          + "   (each fold scored with the prior its 4 other folds chose)")
     _write(args.write, result)
     return 0

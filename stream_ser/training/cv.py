@@ -124,9 +124,12 @@ class Scored:
         self.y = np.array([self.names.index(label_of(e)) for e in ws.clip_emotions])
 
     def _weighted(self, seed, bias):
+        """``bias``: the neutral log-prior (a number) or a log-prior per class (a vector)."""
         from ..emotion import prior_weights, reweight
 
         p = self.probs[seed]
+        if np.ndim(bias):
+            return reweight(p, np.exp(np.asarray(bias) - np.max(bias)))
         return reweight(p, prior_weights(self.names, bias)) if bias else p
 
     def clip_scores(self, bias: float, seed=None) -> dict:
@@ -225,6 +228,7 @@ def evaluate_cv(run_dir: Path, data_dir: Path, neutral_dir: Path, speech_dir: Pa
     clean_all = all_actors(data_dir)
     cond_all = {c: all_actors(data_dir, c, seed=1, vad_on="degraded") for c in CONDITIONS}
     rows = {float(b): [] for b in biases}
+    scored = []  # per fold: (clean, conditions, calm speech)
     for k, speakers in enumerate(folds):
         path = Path(run_dir) / f"fold{k}" / "last.keras"
         model = load_keras(path)
@@ -234,23 +238,80 @@ def evaluate_cv(run_dir: Path, data_dir: Path, neutral_dir: Path, speech_dir: Pa
         clean = Scored(model, select(clean_all, keep), spec, names, seeds=orders)
         conds = {c: Scored(model, select(ws, keep), spec, names, seeds=(orders[0],)) for c, ws in cond_all.items()}
         calm = ordinary(model, spec, names, neutral_dir, speech_dir)
+        scored.append((clean, conds, calm))
         for b in rows:
-            clip = clean.clip_scores(b, orders[0])
-            row = {"fold": k, "actors": speakers, "clip_ua": clip["ua"], "macro_f1": clip["macro_f1"],
-                   "arousal_ua": clip["arousal_ua"], **clean.window_scores(b),
-                   **{f"{c}_ua": s.clip_scores(b, orders[0])["ua"] for c, s in conds.items()},
-                   "recall": {n: round(r, 3) for n, r in clip["recall"].items()},
-                   "ua_per_actor": {a: round(u, 3) for a, u in clip["ua_per_speaker"].items()}}
-            for name, sc in calm.items():
-                row[name] = ordinary_summary(sc.shares(b))
-                row[name]["share"] = {n: round(v, 3) for n, v in sc.shares(b).items()}
-            rows[b].append(row)
+            rows[b].append(fold_row(k, speakers, clean, conds, calm, b, orders[0]))
     summary = {b: summarise(r) for b, r in rows.items()}
     chosen = next((b for b in sorted(rows) if meets_ordinary(summary[b]["neutral_val"])), None)
-    return {"run": str(run_dir), "folds": folds, "orders": list(orders), "calibrated_bias": chosen,
-            "calibration_rule": "smallest neutral prior at which the calm corpus's val speakers (mean over fold models) "
-                                "read neutral in >= 80% of windows and no other class in > 8%",
-            "by_bias": {f"{b:g}": {"mean_sd": summary[b], "folds": rows[b]} for b in rows}}
+    result = {"run": str(run_dir), "folds": folds, "orders": list(orders), "calibrated_bias": chosen,
+              "calibration_rule": "smallest neutral prior at which the calm corpus's val speakers (mean over fold models) "
+                                  "read neutral in >= 80% of windows and no other class in > 8%",
+              "by_bias": {f"{b:g}": {"mean_sd": summary[b], "folds": rows[b]} for b in rows}}
+    # a log-prior per class, calibrated the same way; nested, so that the fold
+    # it is scored on never chose it
+    names = list(names)
+    start = np.zeros(len(names))
+    start[names.index("neutral")] = chosen if chosen is not None else 0.0
+    progress("per-class prior: calibrating on all folds, then nested (4 folds choose, the 5th scores)")
+    full = calibrate_classes([s for s in scored], start, orders[0])
+    nested = []
+    for k, speakers in enumerate(folds):
+        w = calibrate_classes([s for j, s in enumerate(scored) if j != k], start, orders[0])
+        w = start if w is None else w  # nothing meets the rule: the neutral prior alone
+        row = fold_row(k, speakers, *scored[k], w, orders[0])
+        row["log_prior"] = {n: float(v) for n, v in zip(names, w)}
+        nested.append(row)
+    result["per_class_prior"] = {"log_prior": {n: float(v) for n, v in zip(names, full)} if full is not None else None,
+                                 "nested": {"mean_sd": summarise(nested), "folds": nested},
+                                 "rule": "coordinate search (steps of 0.25, -2..3) maximising mean clip UA over the "
+                                         "choosing folds while their calm val speakers meet the same 80% / 8% rule"}
+    return result
+
+
+def fold_row(k, speakers, clean, conds, calm, b, order) -> dict:
+    clip = clean.clip_scores(b, order)
+    row = {"fold": k, "actors": speakers, "clip_ua": clip["ua"], "macro_f1": clip["macro_f1"],
+           "arousal_ua": clip["arousal_ua"], **clean.window_scores(b),
+           **{f"{c}_ua": s.clip_scores(b, order)["ua"] for c, s in conds.items()},
+           "recall": {n: round(r, 3) for n, r in clip["recall"].items()},
+           "ua_per_actor": {a: round(u, 3) for a, u in clip["ua_per_speaker"].items()}}
+    for name, sc in calm.items():
+        share = sc.shares(b)
+        row[name] = ordinary_summary(share)
+        row[name]["share"] = {n: round(v, 3) for n, v in share.items()}
+    return row
+
+
+def calibrate_classes(scored, start: np.ndarray, order, step: float = 0.25, passes: int = 3):
+    """A log-prior per class that maximises the mean clip UA of ``scored``
+    folds while their calm val speakers meet :func:`meets_ordinary` (mean
+    share over the folds); ``None`` if no point on the search path does."""
+
+    def evaluate(w):
+        share = np.mean([[v for v in calm["neutral_val"].shares(w).values()] for _, _, calm in scored], axis=0)
+        names = list(scored[0][2]["neutral_val"].names)
+        ok = meets_ordinary(ordinary_summary(dict(zip(names, share))))
+        return ok, float(np.mean([clean.clip_scores(w, order)["ua"] for clean, _, _ in scored]))
+
+    w = np.array(start, dtype=float)
+    ok, best = evaluate(w)
+    while not ok and w.max() < 3.0:  # reach the rule first, by the neutral prior
+        w[list(scored[0][0].names).index("neutral")] += step
+        ok, best = evaluate(w)
+    if not ok:
+        return None
+    for _ in range(passes):
+        improved = False
+        for c in range(len(w)):
+            for d in (-2 * step, -step, step, 2 * step):
+                trial = w.copy()
+                trial[c] = np.clip(trial[c] + d, -2.0, 3.0)
+                ok, ua = evaluate(trial)
+                if ok and ua > best + 1e-3:
+                    w, best, improved = trial, ua, True
+        if not improved:
+            break
+    return w
 
 
 METRICS = ("clip_ua", "window_ua", "cold_ua", "arousal_ua", "macro_f1") + tuple(f"{c}_ua" for c in CONDITIONS)
