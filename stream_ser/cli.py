@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep-calm", action="store_true", help="score 8 classes, calm apart from neutral (a model trained with --keep-calm)")
     s.add_argument("--neutral-bias", type=finite, default=None, metavar="B",
                    help="score the model with neutral log-prior B instead of its own (as `listen --neutral-bias`)")
+    s.add_argument("--vad-on", choices=("degraded", "clean"), default="degraded",
+                   help="cut a degraded condition's windows where the VAD finds speech in the degraded audio, as replay does (default), or in the clean clip")
     s.add_argument("--plot", metavar="PNG", help="save the confusion matrix as a PNG")
     s.add_argument("--speech", action="store_true", help="instead: the label distribution on ../shared/data/speech replayed through the stream")
     s.add_argument("--json", action="store_true", help="print the results as JSON (a list with --condition all)")

@@ -137,7 +137,7 @@ def load_keras(path: Path):
 
 
 def evaluate(model, spec: dict, split: str, condition: str, keep_calm: bool, data: Path = DEFAULT_DATA, seed: int = 1,
-             neutral_bias: float = 0.0) -> dict:
+             neutral_bias: float = 0.0, vad_on: str = "clean") -> dict:
     """Clip-level scores of ``model`` (expecting normalisation ``spec``) on
     ``split`` under ``condition``.  With session normalisation each speaker is
     one session, its clips heard in a fixed random order (:mod:`.normalise`).
@@ -145,7 +145,7 @@ def evaluate(model, spec: dict, split: str, condition: str, keep_calm: bool, dat
     from .metrics import clip_predictions, scores, ua_by_group
     from .train import predict
 
-    ws = load_windows(split, condition, data_dir=data, seed=seed)
+    ws = load_windows(split, condition, data_dir=data, seed=seed, vad_on=vad_on)
     names = labels(keep_calm)
     probs = predict(model, normalise.for_evaluation(ws.x, ws.clip_of_window, ws.clip_speakers, spec))
     if neutral_bias:
@@ -287,8 +287,8 @@ def evaluate_command(args) -> int:
     results = []
     for c in conditions:
         t0 = time.perf_counter()
-        r = evaluate(model, spec, args.split, c, args.keep_calm, data, neutral_bias=bias)
-        r["seconds"], r["neutral_bias"] = round(time.perf_counter() - t0, 1), bias
+        r = evaluate(model, spec, args.split, c, args.keep_calm, data, neutral_bias=bias, vad_on=args.vad_on)
+        r["seconds"], r["neutral_bias"], r["vad_on"] = round(time.perf_counter() - t0, 1), bias, args.vad_on
         results.append(r)
         if args.plot and len(conditions) == 1:
             try:
@@ -346,7 +346,11 @@ def cv_command(args, data: Path) -> int:
         bias = own if args.neutral_bias is None else args.neutral_bias
         scored = cv.ordinary(model, normalise.spec_for(model_path), names, neutral_dir, speech_dir)
         result = {"model": str(model_path), "neutral_bias": bias}
+        _, heard = normalise.trained_on(model_path)
         for name, sc in scored.items():
+            if heard and heard & set(sc.ws.clip_speakers):  # training speakers: not a false-alarm rate
+                print(f"{name:13} skipped: the model was trained on these speakers")
+                continue
             share = sc.shares(bias)
             result[name] = {**cv.ordinary_summary(share), "share": {n: round(v, 4) for n, v in share.items()},
                             "windows": int(len(sc.ws.x)), "sessions": len(set(sc.ws.clip_speakers))}
