@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on all actors (train + val + test splits) for exactly --epochs epochs: the final fit after cross-validation")
     g.add_argument("--neutral", metavar="SPLITS", help="also train on these splits of ../shared/data/neutral (e.g. train, or train,val)")
     g.add_argument("--epoch-windows", type=int, metavar="N", help="train each epoch on a random draw of N augmented windows (default: all)")
+    g.add_argument("--calm-weight", type=float, metavar="W",
+                   help="with --neutral: the calm corpus weighs W times RAVDESS's neutral windows in all (e.g. 0.5; default: as any neutral window)")
 
     s = sub.add_parser("export", help="ship trained checkpoints into models/", description="Ship one checkpoint, or several averaged into one model, with its TFLite fast path and labels.")
     s.add_argument("checkpoints", nargs="+", help=".keras checkpoints (e.g. runs/compact/best.keras)")

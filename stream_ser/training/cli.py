@@ -38,7 +38,7 @@ def train_command(args) -> int:
                         norm=args.norm, prior_windows=args.prior_windows, scale=args.scale,
                         neutral_sessions=not args.balanced_sessions, warm_up=args.warm_up, average=args.average,
                         train_splits=("train", "val", "test") if args.all_actors else ("train", "val") if args.with_val else ("train",),
-                        fold=args.fold, epoch_windows=args.epoch_windows,
+                        fold=args.fold, epoch_windows=args.epoch_windows, calm_weight=args.calm_weight,
                         neutral_splits=tuple(s.strip() for s in args.neutral.split(",")) if args.neutral else ())
     fixed = args.with_val or args.all_actors or args.fold is not None
     if sum(map(bool, (args.with_val, args.all_actors, args.fold is not None))) > 1:

@@ -61,6 +61,12 @@ class TrainOptions:
             session of neutral speech only.
         epoch_windows: train each epoch on a random draw of this many of the
             augmented windows (all: ``None``); a cheaper epoch on a slow CPU.
+        calm_weight: with ``neutral_splits``, how much the calm corpus weighs
+            in all, as a share of RAVDESS's neutral windows (e.g. 0.5).  The
+            class weights are then RAVDESS's own, and each epoch's windows are
+            drawn in proportion to their weight (instead of uniformly, weighted
+            in the loss).  ``None``: the calm windows count as any neutral window,
+            so the (much larger) calm corpus swamps RAVDESS's neutral clips.
     """
 
     arch: str = "compact"
@@ -86,6 +92,7 @@ class TrainOptions:
     neutral_splits: tuple[str, ...] = ()
     neutral_dir: Path = DEFAULT_NEUTRAL
     epoch_windows: int | None = None
+    calm_weight: float | None = None
     limit: int | None = None
     data_dir: Path = DEFAULT_DATA
     out: Path = field(default_factory=lambda: Path("runs/compact"))
@@ -133,7 +140,7 @@ def _check_resume(old: dict, opts: TrainOptions, out: Path) -> None:
     if float(old.get("average", 0.0)) != opts.average:
         # the best epoch so far was judged on raw or averaged weights: do not mix the two
         raise UsageError(f"{out} was trained with --average {old.get('average', 0.0)}; resume with the same")
-    for key in ("fold", "neutral_splits", "epoch_windows"):
+    for key in ("fold", "neutral_splits", "epoch_windows", "calm_weight"):
         was, now = old.get(key), getattr(opts, key)
         if (list(was) if isinstance(was, (list, tuple)) else was) != (list(now) if isinstance(now, tuple) else now) \
                 and not (key == "neutral_splits" and not was and not now):
@@ -195,6 +202,19 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
         y = np.concatenate([w.y(opts.keep_calm) for w in train_sets])
         counts = np.bincount(y, minlength=len(names))
         class_weight = (len(y) / (len(names) * np.maximum(counts, 1))).astype(np.float32)
+        weight = class_weight[y]
+        draw = None  # each epoch's windows: uniform, weighted in the loss
+        if opts.calm_weight is not None and opts.neutral_splits:
+            from .dataset import read_manifest
+
+            calm_speakers = {c.speaker for c in read_manifest(Path(opts.neutral_dir))}
+            calm = np.isin(np.concatenate([w.speaker_of_window() for w in train_sets]), list(calm_speakers))
+            acted = np.bincount(y[~calm], minlength=len(names))
+            weight = (np.sum(~calm) / (len(names) * np.maximum(acted, 1)))[y]
+            neutral_total = weight[~calm & (y == names.index("neutral"))].sum()
+            weight[calm] = opts.calm_weight * neutral_total / max(calm.sum(), 1)
+            # drawn in proportion to weight, so the epoch is not spent on down-weighted calm windows
+            draw, weight = weight / weight.sum(), np.ones(len(y), np.float32)
         y1 = np.eye(len(names), dtype=np.float32)[y]
         # a session is one speaker under one recording chain
         session = np.concatenate([[f"{v}/{s}" for s in w.speaker_of_window()] for v, w in zip(opts.variants, train_sets)])
@@ -245,11 +265,11 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
                 break
             rng = np.random.default_rng([opts.seed, epoch])
             xn = normalise.for_training(x, session, spec, rng, y, names.index("neutral") if opts.neutral_sessions else None, opts.warm_up)
-            order = rng.permutation(len(x))[:per_epoch]
+            order = rng.permutation(len(x))[:per_epoch] if draw is None else rng.choice(len(x), per_epoch, replace=False, p=draw)
             xe = _mask(xn[order], rng, opts.time_mask, opts.feature_mask)
             xe, ye = _mixup(xe, y1[order], rng, opts.mixup)
             bar.reset(batches, total=steps)
-            hist = model.fit(xe, ye, sample_weight=class_weight[y[order]], batch_size=opts.batch_size,
+            hist = model.fit(xe, ye, sample_weight=weight[order], batch_size=opts.batch_size,
                              epochs=1, verbose=0, callbacks=[Tick()])
             if opts.arch == "paper":
                 recalibrate_batchnorm(model, xn, rng, opts.batch_size)
