@@ -107,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "best.keras is the last epoch's model, --resume needs --with-val again, and evaluate refuses the val speakers")
     s.add_argument("--limit", type=ranged(1, 10**9, integer=True), help="use only the first N clips of each split (smoke tests)")
     s.add_argument("--seed", type=ranged(0, 2**32 - 1, integer=True), default=0)
+    g = s.add_argument_group("cross-validation and calm speech (issue 20)")
+    g.add_argument("--fold", type=int, choices=range(5), metavar="K",
+                   help="train cross-validation fold K (0-4): every RAVDESS actor outside it, exactly --epochs epochs")
+    g.add_argument("--all-actors", action="store_true",
+                   help="train on all actors (train + val + test splits) for exactly --epochs epochs: the final fit after cross-validation")
+    g.add_argument("--neutral", metavar="SPLITS", help="also train on these splits of ../shared/data/neutral (e.g. train, or train,val)")
+    g.add_argument("--epoch-windows", type=int, metavar="N", help="train each epoch on a random draw of N augmented windows (default: all)")
+    g.add_argument("--calm-weight", type=float, metavar="W",
+                   help="with --neutral: the calm corpus weighs W times RAVDESS's neutral windows in all (e.g. 0.5; default: as any neutral window)")
 
     s = sub.add_parser("export", help="ship trained checkpoints into models/", description="Ship one checkpoint, or several averaged into one model, with its TFLite fast path and labels.")
     s.add_argument("checkpoints", nargs="+", help=".keras checkpoints (e.g. runs/compact/best.keras)")
@@ -123,10 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep-calm", action="store_true", help="score 8 classes, calm apart from neutral (a model trained with --keep-calm)")
     s.add_argument("--neutral-bias", type=finite, default=None, metavar="B",
                    help="score the model with neutral log-prior B instead of its own (as `listen --neutral-bias`)")
+    s.add_argument("--vad-on", choices=("degraded", "clean"), default="degraded",
+                   help="cut a degraded condition's windows where the VAD finds speech in the degraded audio, as replay does (default), or in the clean clip")
     s.add_argument("--plot", metavar="PNG", help="save the confusion matrix as a PNG")
     s.add_argument("--speech", action="store_true", help="instead: the label distribution on ../shared/data/speech replayed through the stream")
     s.add_argument("--json", action="store_true", help="print the results as JSON (a list with --condition all)")
     s.add_argument("--data", metavar="DIR")
+    g = s.add_argument_group("cross-validation and calm speech (issue 20)")
+    g.add_argument("--cv", metavar="RUN", help="score RUN/fold0-4/last.keras (stream-ser train --fold K) on their held-out actors, "
+                                                "the calm corpus and ../shared/data/speech; prints the per-fold table")
+    g.add_argument("--ordinary", action="store_true", help="instead: the label shares of --model on the calm corpus's val and test speakers "
+                                                          "and ../shared/data/speech, each speaker one session (fast path)")
+    g.add_argument("--write", metavar="JSON", help="with --cv/--ordinary: also write the full results here (e.g. models/runs/NAME.json)")
     _add_batch_commands(sub)
     return p
 

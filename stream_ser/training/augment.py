@@ -66,6 +66,13 @@ def pitch_shift(audio, rng, steps=None):
     return _fit(librosa.effects.pitch_shift(audio, sr=SAMPLE_RATE, n_steps=steps), len(audio))
 
 
+def pseudo_speaker(audio, rng, steps=None):
+    """Another voice for a whole session: the spectrum (pitch and formants, as a
+    longer or shorter vocal tract moves them together) scaled by a factor drawn
+    once per speaker, -3 to +3 semitones (the caller passes a per-speaker rng)."""
+    return pitch_shift(audio, rng, rng.uniform(-3.0, 3.0) if steps is None else steps)
+
+
 def gain(audio, rng, db=None):
     db = rng.uniform(-20, 10) if db is None else db
     return np.clip(audio * 10 ** (db / 20), -1, 1).astype(np.float32)
@@ -122,6 +129,8 @@ def apply(name: str, audio: np.ndarray, rng: np.random.Generator, babble=None) -
         return add_noise(audio, rng, snr_db=rng.uniform(10, 30), babble=babble if rng.random() < 0.5 else None)
     if name == "gain":  # a quieter or louder microphone (rng drawn per speaker: one level per session)
         return gain(audio, rng)
+    if name == "speaker":  # a pseudo-speaker (rng drawn per speaker: one voice per session), at its own level
+        return gain(pseudo_speaker(audio, rng), rng)
     if name == "noisy":  # evaluation: 10 dB SNR, babble or white
         return add_noise(audio, rng, snr_db=10.0, babble=babble if rng.random() < 0.5 else None)
     if name == "telephone":

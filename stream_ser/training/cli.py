@@ -37,14 +37,25 @@ def train_command(args) -> int:
     opts = TrainOptions(arch=args.arch, seed=args.seed, keep_calm=args.keep_calm, limit=args.limit, data_dir=data,
                         norm=args.norm, prior_windows=args.prior_windows, scale=args.scale,
                         neutral_sessions=not args.balanced_sessions, warm_up=args.warm_up, average=args.average,
-                        train_splits=("train", "val") if args.with_val else ("train",))
+                        train_splits=("train", "val", "test") if args.all_actors else ("train", "val") if args.with_val else ("train",),
+                        fold=args.fold, epoch_windows=args.epoch_windows, calm_weight=args.calm_weight,
+                        neutral_splits=tuple(s.strip() for s in args.neutral.split(",")) if args.neutral else ())
+    fixed = args.with_val or args.all_actors or args.fold is not None
+    if sum(map(bool, (args.with_val, args.all_actors, args.fold is not None))) > 1:
+        from ..errors import UsageError
+
+        raise UsageError("choose one of --with-val, --all-actors and --fold")
+    if not set(opts.neutral_splits) <= {"train", "val", "test"}:
+        from ..errors import UsageError
+
+        raise UsageError("--neutral takes splits of ../shared/data/neutral: train, val, test")
     if args.epochs:
         opts.epochs = args.epochs
-    elif args.with_val:
+    elif fixed:
         from ..errors import UsageError
 
         # nothing is held out to stop on: the length of the run is part of the recipe
-        raise UsageError("--with-val needs --epochs (the number of epochs chosen on val, e.g. 40)")
+        raise UsageError("--with-val, --all-actors and --fold need --epochs (a number of epochs chosen beforehand, e.g. 40)")
     if args.variants:
         opts.variants = tuple(v.strip() for v in args.variants.split(","))
     if args.lr:
@@ -52,7 +63,9 @@ def train_command(args) -> int:
     opts.out = Path(args.out or f"runs/{args.arch}")
     console = Console(stderr=True)
     state = train(opts, resume=args.resume, console=console)
-    if args.with_val:
+    if args.fold is not None or args.all_actors:
+        console.print(f"trained {'fold ' + str(args.fold) if args.fold is not None else 'on all actors'} for {state['epoch']} epochs; checkpoints in {opts.out}")
+    elif args.with_val:
         console.print(f"trained on train + val for {state['epoch']} epoch{'s' if state['epoch'] != 1 else ''} ({state['params']:,} parameters); "
                       f"best.keras is the last epoch's model; checkpoints in {opts.out}")
     else:
@@ -124,7 +137,7 @@ def load_keras(path: Path):
 
 
 def evaluate(model, spec: dict, split: str, condition: str, keep_calm: bool, data: Path = DEFAULT_DATA, seed: int = 1,
-             neutral_bias: float = 0.0) -> dict:
+             neutral_bias: float = 0.0, vad_on: str = "clean") -> dict:
     """Clip-level scores of ``model`` (expecting normalisation ``spec``) on
     ``split`` under ``condition``.  With session normalisation each speaker is
     one session, its clips heard in a fixed random order (:mod:`.normalise`).
@@ -132,7 +145,7 @@ def evaluate(model, spec: dict, split: str, condition: str, keep_calm: bool, dat
     from .metrics import clip_predictions, scores, ua_by_group
     from .train import predict
 
-    ws = load_windows(split, condition, data_dir=data, seed=seed)
+    ws = load_windows(split, condition, data_dir=data, seed=seed, vad_on=vad_on)
     names = labels(keep_calm)
     probs = predict(model, normalise.for_evaluation(ws.x, ws.clip_of_window, ws.clip_speakers, spec))
     if neutral_bias:
@@ -226,6 +239,8 @@ def evaluate_command(args) -> int:
 
     quiet_tensorflow()
     data = _data_dir(args)
+    if args.cv or args.ordinary:
+        return cv_command(args, data)
     from ..emotion import DEFAULT_MODELS
 
     model_path = Path(args.model) if args.model else DEFAULT_MODELS
@@ -272,8 +287,8 @@ def evaluate_command(args) -> int:
     results = []
     for c in conditions:
         t0 = time.perf_counter()
-        r = evaluate(model, spec, args.split, c, args.keep_calm, data, neutral_bias=bias)
-        r["seconds"], r["neutral_bias"] = round(time.perf_counter() - t0, 1), bias
+        r = evaluate(model, spec, args.split, c, args.keep_calm, data, neutral_bias=bias, vad_on=args.vad_on)
+        r["seconds"], r["neutral_bias"], r["vad_on"] = round(time.perf_counter() - t0, 1), bias, args.vad_on
         results.append(r)
         if args.plot and len(conditions) == 1:
             try:
@@ -290,4 +305,89 @@ def evaluate_command(args) -> int:
         print("  UA per speaker: " + "  ".join(f"{k} {v:.3f}" for k, v in r["ua_per_speaker"].items()))
         if r["no_window"]:
             print(f"  {r['no_window']} clips had no speech window (counted as wrong)")
+    return 0
+
+
+def _write(path: str | None, result: dict) -> None:
+    if not path:
+        return
+    from ..errors import UsageError
+
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(result, indent=1) + "\n")
+    except OSError as e:
+        raise UsageError(f"--write: cannot write {path}: {e.strerror or e}") from None
+
+
+def _share_line(s: dict) -> str:
+    return f"neutral {s['neutral']:.0%}, {s['top_other']} {s['top_other_share']:.0%}"
+
+
+def cv_command(args, data: Path) -> int:
+    """``evaluate --cv RUN`` and ``evaluate --ordinary``."""
+    from ..errors import UsageError
+    from . import cv
+
+    names = labels(False)
+    neutral_dir, speech_dir = data.parent / "neutral", data.parent / "speech"
+    if not (neutral_dir / "manifest.csv").is_file():
+        raise UsageError(f"no calm-speech corpus at {neutral_dir} (expected manifest.csv)")
+    if args.ordinary:
+        from ..emotion import DEFAULT_MODELS, read_log_prior
+        from ..errors import ModelError
+
+        model_path = Path(args.model) if args.model else DEFAULT_MODELS
+        model = load_keras(model_path)
+        try:
+            own = read_log_prior(normalise.shipped_meta(model_path), names, model_path).get("neutral", 0.0)
+        except ModelError as e:
+            raise UsageError(str(e)) from None
+        bias = own if args.neutral_bias is None else args.neutral_bias
+        scored = cv.ordinary(model, normalise.spec_for(model_path), names, neutral_dir, speech_dir)
+        result = {"model": str(model_path), "neutral_bias": bias}
+        _, heard = normalise.trained_on(model_path)
+        for name, sc in scored.items():
+            if heard and heard & set(sc.ws.clip_speakers):  # training speakers: not a false-alarm rate
+                print(f"{name:13} skipped: the model was trained on these speakers")
+                continue
+            share = sc.shares(bias)
+            result[name] = {**cv.ordinary_summary(share), "share": {n: round(v, 4) for n, v in share.items()},
+                            "windows": int(len(sc.ws.x)), "sessions": len(set(sc.ws.clip_speakers))}
+            print(f"{name:13} ({result[name]['sessions']} sessions, {result[name]['windows']} windows): {_share_line(result[name])}   "
+                  + "  ".join(f"{n} {v:.0%}" for n, v in sorted(share.items(), key=lambda kv: -kv[1])))
+        _write(args.write, result)
+        return 0
+    run = Path(args.cv)
+    missing = [k for k in range(cv.N_FOLDS) if not (run / f"fold{k}" / "last.keras").is_file()]
+    if missing:
+        raise UsageError(f"{run}: no fold{missing[0]}/last.keras (train it with `stream-ser train --fold {missing[0]} --out {run}/fold{missing[0]}`)")
+    result = cv.evaluate_cv(run, data, neutral_dir, speech_dir, names, progress=lambda m: print(m, file=sys.stderr))
+    bias = args.neutral_bias if args.neutral_bias is not None else result["calibrated_bias"]
+    if bias is None:
+        bias = 0.0
+        print("no prior on the grid meets the calm-speech rule on the neutral val speakers; showing prior 0", file=sys.stderr)
+    key = f"{bias:g}"
+    if key not in result["by_bias"]:
+        raise UsageError(f"--neutral-bias {bias:g} is not on the grid ({', '.join(result['by_bias'])})")
+    result["shown_bias"] = bias
+    block = result["by_bias"][key]
+    print(f"{run}: 5-fold CV over RAVDESS actors 01-20, neutral prior {bias:g} "
+          f"(calibrated: {result['calibrated_bias']})")
+    cols = ("clip_ua", "window_ua", "cold_ua", "arousal_ua", "telephone_ua", "noisy_ua", "reverb_ua", "mp3_ua")
+    print(f"{'fold':5} {'actors':24} " + " ".join(f"{c.replace('_ua', ''):>9}" for c in cols) + "  neutral val / test / speech")
+    for r in block["folds"]:
+        print(f"{r['fold']:<5} {','.join(a.split('_')[-1] for a in r['actors']):24} " + " ".join(f"{r[c]:9.3f}" for c in cols)
+              + "  " + " / ".join(_share_line(r[n]) for n in ("neutral_val", "neutral_test", "speech") if n in r))
+    m = block["mean_sd"]
+    print(f"{'mean':5} {'(sd over folds)':24} " + " ".join(f"{m[c][0]:9.3f}" for c in cols)
+          + "  " + " / ".join(_share_line(m[n]) for n in ("neutral_val", "neutral_test", "speech") if n in m))
+    print(f"{'sd':30} " + " ".join(f"{m[c][1]:9.3f}" for c in cols))
+    pc = result["per_class_prior"]
+    m = pc["nested"]["mean_sd"]
+    print(f"per-class log-prior (all folds): {pc['log_prior']}")
+    print(f"{'nested':30} " + " ".join(f"{m[c][0]:9.3f}" for c in cols)
+          + "  " + " / ".join(_share_line(m[n]) for n in ("neutral_val", "neutral_test", "speech") if n in m)
+          + "   (each fold scored with the prior its 4 other folds chose)")
+    _write(args.write, result)
     return 0

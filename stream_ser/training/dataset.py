@@ -88,7 +88,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("STREAM_SER_CACHE", Path.home() / ".cache" / "stream-ser"))
 
 
-def _key(split: str, variant: str, seed: int, limit: int | None, clips: list[Clip], data_dir: Path) -> str:
+def _key(split: str, variant: str, seed: int, limit: int | None, clips: list[Clip], data_dir: Path, vad_on: str = "clean") -> str:
     # The cache is only valid for the code and the clips that made it: the
     # window logic, the features, the augmentations, the manifest's rows and
     # the files' sizes are part of the key (a stale cache would be train/serve
@@ -100,7 +100,7 @@ def _key(split: str, variant: str, seed: int, limit: int | None, clips: list[Cli
     # the file's size catches audio replaced under the same name (re-encoded, trimmed)
     rows = [(os.path.relpath(c.path, data_dir), c.speaker, c.emotion, c.path.stat().st_size if c.path.exists() else -1) for c in clips]
     # the fingerprint catches what the source does not: another librosa or numpy
-    spec = json.dumps([split, variant, seed, limit, WindowOptions().__dict__, VadOptions().__dict__, rows, features.probe()])
+    spec = json.dumps([split, variant, seed, limit, WindowOptions().__dict__, VadOptions().__dict__, rows, features.probe(), vad_on])
     return hashlib.sha1(spec.encode() + code).hexdigest()[:12]
 
 
@@ -137,11 +137,18 @@ def load_windows(
     seed: int = 0,
     limit: int | None = None,
     progress=None,
+    vad_on: str = "clean",
 ) -> WindowSet:
     """Windows of ``split`` ("train", "val", "test") under augmentation or condition
-    ``variant``; cached.  ``limit`` takes the first clips only (for tests)."""
+    ``variant``; cached.  ``limit`` takes the first clips only (for tests).
+    ``vad_on="clean"`` cuts every variant at the clean clip's windows (training:
+    the same positions under every chain); ``"degraded"`` runs the VAD on the
+    degraded audio, as ``replay`` of that audio would (evaluation conditions)."""
+    if vad_on not in ("clean", "degraded"):
+        raise ValueError(f"vad_on must be 'clean' or 'degraded', not {vad_on!r}")
     clips = [c for c in read_manifest(data_dir) if c.split == split][:limit]
-    path = cache_dir() / f"{split}-{variant}-{_key(split, variant, seed, limit, clips, data_dir)}.npz"
+    tag = variant if vad_on == "clean" else f"{variant}@vad"
+    path = cache_dir() / f"{Path(data_dir).name}-{split}-{tag}-{_key(split, variant, seed, limit, clips, data_dir, vad_on)}.npz"
     if path.exists():
         z = np.load(path)
         return WindowSet(z["x"], z["clip"], [c.emotion for c in clips], [c.speaker for c in clips], int(z["empty"]))
@@ -152,14 +159,18 @@ def load_windows(
         if variant == "chained":
             y = chain(y, audio, clips, i, rng)
         windows = clip_windows(y)
+        if vad_on == "degraded" or windows:
+            # babble: three other speakers' clips of the same split
+            others = [audio[j] for j in rng.choice(len(audio), 3) if clips[j].speaker != clip.speaker]
+            # a session keeps one microphone level (and one pseudo-voice): drawn per speaker
+            per_speaker = variant in ("gain", "speaker")
+            r = np.random.default_rng([seed, int(clip.speaker.split("_")[-1])]) if per_speaker else rng
+            aug = y if variant == "chained" else augment.apply(variant, y, r, babble=others)
+            if vad_on == "degraded":
+                windows = clip_windows(aug)
         if not windows:
             empty += 1
         else:
-            # babble: three other speakers' clips of the same split
-            others = [audio[j] for j in rng.choice(len(audio), 3) if clips[j].speaker != clip.speaker]
-            # a session keeps one microphone level: the gain is drawn per speaker
-            r = np.random.default_rng([seed, int(clip.speaker.split("_")[-1])]) if variant == "gain" else rng
-            aug = y if variant == "chained" else augment.apply(variant, y, r, babble=others)
             for w in windows:
                 xs.append(raw_features(cut(aug, w)))
                 owner.append(i)

@@ -13,6 +13,8 @@ import numpy as np
 
 from . import normalise
 from .dataset import DEFAULT_DATA, labels, load_windows
+
+DEFAULT_NEUTRAL = DEFAULT_DATA.parent / "neutral"
 from .metrics import clip_predictions, scores
 
 
@@ -49,7 +51,22 @@ class TrainOptions:
             trains on both splits' speakers for exactly ``epochs`` epochs:
             nothing is held out to choose a checkpoint, so ``best.keras`` is
             the last epoch's model (averaged, with ``average``) and the recipe,
-            epochs included, must have been chosen on val before.
+            epochs included, must have been chosen on val before.  All three
+            splits (``--all-actors``) is the final fit after cross-validation.
+        fold: a cross-validation fold (:mod:`.cv`, 0-4): train on every RAVDESS
+            actor outside it, whatever its split, for exactly ``epochs`` epochs
+            (nothing held out: ``evaluate --cv`` scores the fold's actors).
+        neutral_splits: splits of the calm-speech corpus (``neutral_dir``) to
+            train on as well, under the same variants: each of its speakers is a
+            session of neutral speech only.
+        epoch_windows: train each epoch on a random draw of this many of the
+            augmented windows (all: ``None``); a cheaper epoch on a slow CPU.
+        calm_weight: with ``neutral_splits``, how much the calm corpus weighs
+            in all, as a share of RAVDESS's neutral windows (e.g. 0.5).  The
+            class weights are then RAVDESS's own, and each epoch's windows are
+            drawn in proportion to their weight (instead of uniformly, weighted
+            in the loss).  ``None``: the calm windows count as any neutral window,
+            so the (much larger) calm corpus swamps RAVDESS's neutral clips.
     """
 
     arch: str = "compact"
@@ -71,6 +88,11 @@ class TrainOptions:
     warm_up: str = "log"
     average: float = 0.0
     train_splits: tuple[str, ...] = ("train",)
+    fold: int | None = None
+    neutral_splits: tuple[str, ...] = ()
+    neutral_dir: Path = DEFAULT_NEUTRAL
+    epoch_windows: int | None = None
+    calm_weight: float | None = None
     limit: int | None = None
     data_dir: Path = DEFAULT_DATA
     out: Path = field(default_factory=lambda: Path("runs/compact"))
@@ -118,11 +140,16 @@ def _check_resume(old: dict, opts: TrainOptions, out: Path) -> None:
     if float(old.get("average", 0.0)) != opts.average:
         # the best epoch so far was judged on raw or averaged weights: do not mix the two
         raise UsageError(f"{out} was trained with --average {old.get('average', 0.0)}; resume with the same")
+    for key in ("fold", "neutral_splits", "epoch_windows", "calm_weight"):
+        was, now = old.get(key), getattr(opts, key)
+        if (list(was) if isinstance(was, (list, tuple)) else was) != (list(now) if isinstance(now, tuple) else now) \
+                and not (key == "neutral_splits" and not was and not now):
+            raise UsageError(f"{out} was trained with {key} {was}; resume with the same")
     splits = tuple(old.get("train_splits", ("train",)))
     if splits != opts.train_splits:
         raise UsageError(f"{out} was trained on {'+'.join(splits)}; resume with the same splits"
                         + (" (--with-val)" if "val" in splits else " (without --with-val)"))
-    if "val" in splits and int(old["epochs"]) != opts.epochs:
+    if ("val" in splits or old.get("fold") is not None) and int(old["epochs"]) != opts.epochs:
         # the run's length is its recipe (and its learning-rate schedule)
         raise UsageError(f"{out} is a {old['epochs']}-epoch run on train + val; resume it with --epochs {old['epochs']}")
 
@@ -149,23 +176,45 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
             spec = normalise.spec_for(out / "last.keras")  # other features: refused now, before any are computed
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
-        def loader(split, variant):
-            task = bar.add_task(f"features {split}/{variant}", total=None)
-            ws = load_windows(split, variant, data_dir=opts.data_dir, seed=opts.data_seed, limit=opts.limit,
+        def loader(split, variant, data_dir=opts.data_dir):
+            task = bar.add_task(f"features {data_dir.name}/{split}/{variant}", total=None)
+            ws = load_windows(split, variant, data_dir=data_dir, seed=opts.data_seed, limit=opts.limit,
                               progress=lambda i, n: bar.update(task, completed=i, total=n))
             bar.update(task, completed=1, total=1, visible=False)
             return ws
 
+        from .cv import fold_speakers, select
         from .dataset import WindowSet
 
-        train_sets = [WindowSet.concat([loader(s, v) for s in opts.train_splits]) for v in opts.variants]
-        # with val in training there is nothing held out to choose a checkpoint on
-        held_out = "val" not in opts.train_splits
+        def training_set(v):
+            if opts.fold is not None:  # every actor outside the fold, whatever its split
+                ws = WindowSet.concat([loader(s, v) for s in ("train", "val", "test")])
+                ws = select(ws, set(ws.clip_speakers) - set(fold_speakers(opts.data_dir)[opts.fold]))
+            else:
+                ws = WindowSet.concat([loader(s, v) for s in opts.train_splits])
+            return WindowSet.concat([ws] + [loader(s, v, Path(opts.neutral_dir)) for s in opts.neutral_splits])
+
+        train_sets = [training_set(v) for v in opts.variants]
+        # with val in training (or a fold) there is nothing held out to choose a checkpoint on
+        held_out = "val" not in opts.train_splits and opts.fold is None
         val = loader("val", "clean") if held_out else None
         x = np.concatenate([w.x for w in train_sets])
         y = np.concatenate([w.y(opts.keep_calm) for w in train_sets])
         counts = np.bincount(y, minlength=len(names))
         class_weight = (len(y) / (len(names) * np.maximum(counts, 1))).astype(np.float32)
+        weight = class_weight[y]
+        draw = None  # each epoch's windows: uniform, weighted in the loss
+        if opts.calm_weight is not None and opts.neutral_splits:
+            from .dataset import read_manifest
+
+            calm_speakers = {c.speaker for c in read_manifest(Path(opts.neutral_dir))}
+            calm = np.isin(np.concatenate([w.speaker_of_window() for w in train_sets]), list(calm_speakers))
+            acted = np.bincount(y[~calm], minlength=len(names))
+            weight = (np.sum(~calm) / (len(names) * np.maximum(acted, 1)))[y]
+            neutral_total = weight[~calm & (y == names.index("neutral"))].sum()
+            weight[calm] = opts.calm_weight * neutral_total / max(calm.sum(), 1)
+            # drawn in proportion to weight, so the epoch is not spent on down-weighted calm windows
+            draw, weight = weight / weight.sum(), np.ones(len(y), np.float32)
         y1 = np.eye(len(names), dtype=np.float32)[y]
         # a session is one speaker under one recording chain
         session = np.concatenate([[f"{v}/{s}" for s in w.speaker_of_window()] for v, w in zip(opts.variants, train_sets)])
@@ -183,7 +232,8 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
             model = build(opts.arch, len(names))
             # cosine decay over the whole run: the late, small steps settle the
             # noisy epoch-to-epoch val swings of a 3-speaker val set
-            lr = keras.optimizers.schedules.CosineDecay(opts.learning_rate, opts.epochs * int(np.ceil(len(x) / opts.batch_size)), alpha=0.05)
+            per_epoch = min(len(x), opts.epoch_windows or len(x))
+            lr = keras.optimizers.schedules.CosineDecay(opts.learning_rate, opts.epochs * int(np.ceil(per_epoch / opts.batch_size)), alpha=0.05)
             model.compile(optimizer=keras.optimizers.RMSprop(lr) if opts.arch == "paper" else keras.optimizers.Adam(lr),
                           loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.05))
             state = {"epoch": 0, "best_val_ua": -1.0, "best_epoch": 0, "history": [],
@@ -193,7 +243,8 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
         # what this run learned from (a --with-val run's val actors are listed here)
         state["train_speakers"] = sorted(set(clean.clip_speakers))
         state["train_windows"] = int(len(x))
-        steps = int(np.ceil(len(x) / opts.batch_size))
+        per_epoch = min(len(x), opts.epoch_windows or len(x))
+        steps = int(np.ceil(per_epoch / opts.batch_size))
         epochs = bar.add_task(f"{opts.arch}: epochs", total=opts.epochs, completed=state["epoch"])
         batches = bar.add_task("  batches", total=steps)
 
@@ -214,11 +265,11 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
                 break
             rng = np.random.default_rng([opts.seed, epoch])
             xn = normalise.for_training(x, session, spec, rng, y, names.index("neutral") if opts.neutral_sessions else None, opts.warm_up)
-            order = rng.permutation(len(x))
+            order = rng.permutation(len(x))[:per_epoch] if draw is None else rng.choice(len(x), per_epoch, replace=False, p=draw)
             xe = _mask(xn[order], rng, opts.time_mask, opts.feature_mask)
             xe, ye = _mixup(xe, y1[order], rng, opts.mixup)
             bar.reset(batches, total=steps)
-            hist = model.fit(xe, ye, sample_weight=class_weight[y[order]], batch_size=opts.batch_size,
+            hist = model.fit(xe, ye, sample_weight=weight[order], batch_size=opts.batch_size,
                              epochs=1, verbose=0, callbacks=[Tick()])
             if opts.arch == "paper":
                 recalibrate_batchnorm(model, xn, rng, opts.batch_size)
@@ -245,6 +296,7 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
                 shutil.copy(out / ("average.keras" if averaged is not None else "last.keras"), out / "best.keras")
             state_path.write_text(json.dumps(state, indent=1))
             progress = (f"val UA {val_scores['ua']:.3f} (best {state['best_val_ua']:.3f} @ {state['best_epoch']})" if held_out
+                        else f"(fold {opts.fold}: no val)" if opts.fold is not None
                         else f"(trained on {'+'.join(opts.train_splits)}: no val)")
             bar.update(epochs, completed=epoch + 1,
                        description=f"{opts.arch}: epoch {epoch + 1} loss {entry['loss']:.3f} {progress}")
