@@ -230,6 +230,11 @@ def _free_port() -> int:
 
 
 def test_ray_gives_the_same_labels_and_text_as_local(two_calls, local_run, tmp_path):
+    # Off unless asked for: Ray 2.60 still starts its client server and workers on the
+    # machine's own interface address (seen: 192.0.2.2) although the head is told 127.0.0.1,
+    # and tests here may talk to loopback only.  Pin every Ray component to 127.0.0.1, then drop this.
+    if os.environ.get("STREAM_SER_TEST_RAY") != "1":
+        pytest.skip("Ray binds beyond 127.0.0.1 here: set STREAM_SER_TEST_RAY=1 to run")
     pytest.importorskip("ray")
     ray_bin = Path(sys.executable).with_name("ray")
     if not ray_bin.exists():
