@@ -168,8 +168,12 @@ def test_issue24_special_input_files_say_what_they_are(tmp_path, special):
         fifo = tmp_path / "in.wav"
         os.mkfifo(fifo)
         writer = subprocess.Popen(["sh", "-c", f"cat {JFK} > {fifo}"], stderr=subprocess.DEVNULL)
-        one_line(run_cli("replay", fifo, "--speed", "0"), 2, "FIFO")
-        writer.wait(10)  # let go, not blocked forever
+        try:
+            one_line(run_cli("replay", fifo, "--speed", "0"), 2, "FIFO")
+            writer.wait(10)  # let go, not blocked forever
+        finally:
+            if writer.poll() is None:  # never leave a blocked writer behind
+                writer.kill()
     elif special == "stdin-pipe":
         one_line(run_cli("replay", "/dev/stdin", "--speed", "0", input="not audio\n"), 2, "pipe")
     else:
