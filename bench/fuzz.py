@@ -81,13 +81,15 @@ def main() -> None:
     ap.add_argument("--long", type=float, default=0.02, help="share of cases with 1-2.5 minutes of audio")
     ap.add_argument("--every", type=int, default=50, help="every N-th case as a real process")
     ap.add_argument("--signal-every", type=int, default=100, help="every N-th case: SIGTERM/SIGINT at a random moment")
+    ap.add_argument("--start", type=int, default=0, help="first case number (to re-run one case: --start K --cases 1)")
+    ap.add_argument("--trace", action="store_true", help="print each case before it runs")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
 
     tried, failures, codes, t0 = 0, [], {}, time.monotonic()
     kinds = {"in-process": 0, "process": 0, "signal": 0}
     with shared_models(), tempfile.TemporaryDirectory() as tmp:
-        for k in range(a.cases):
+        for k in range(a.start, a.start + a.cases):
             seed = a.seed * 1_000_003 + k
             where = Path(tmp) / f"case{k}"
             if a.signal_every and k % a.signal_every == a.signal_every - 1:
@@ -96,6 +98,8 @@ def main() -> None:
                 d = RandomDraw(seed)
                 case = draw_case(d, seed, long=d.chance(a.long))
                 kind = "process" if a.every and k % a.every == a.every - 1 else "in-process"
+                if a.trace:
+                    print(f"case {k}: {case.describe()}", flush=True)
                 r = check_case(case, where, subprocess_run=kind == "process")
                 problems, code = r.problems, r.code
             tried += 1

@@ -82,6 +82,8 @@ class EmotionModel:
                  neutral_bias: float | None = None):
         models_dir = Path(models_dir)
         labels_path = models_dir / "labels.json"
+        if models_dir.is_file():
+            raise ModelError(f"emotion model {models_dir} is a file: pass a models directory (one holding labels.json)")
         if not labels_path.is_file():
             raise ModelError(f"emotion model labels not found: {labels_path} (train one with `stream-ser train`)")
         try:

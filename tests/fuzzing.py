@@ -138,7 +138,10 @@ class Audio:
         x = self.samples(seed)
         if self.subtype not in ("FLOAT", "DOUBLE"):
             x = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
-        sf.write(path, x, self.rate, format=self.format, subtype=self.subtype)
+        # in blocks: libsndfile's Vorbis encoder crashes on a long recording written in one call
+        with sf.SoundFile(path, "w", self.rate, self.channels, self.subtype, format=self.format) as f:
+            for i in range(0, len(x), 32768):
+                f.write(x[i:i + 32768])
         return path
 
 
