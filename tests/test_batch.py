@@ -109,12 +109,19 @@ def test_rerun_skips_everything_quickly_then_redoes_what_changed(archive, first_
     assert pq.read_table(io.BytesIO(before)).to_pylist() == read_table(out / "calls.parquet")
     st = (archive / "call3.ogg").stat()
     os.utime(archive / "call3.ogg", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # "changed"
-    r, _ = batch(archive, "--out", out, "--workers", "1", "--no-transcript")
-    assert "1 analysed, 5 unchanged" in r.stderr, r.stderr
+    more = archive.parent / (archive.name + "-more")  # and two more bad ones: empty, and cut short
+    more.mkdir()
+    (more / "empty.wav").write_bytes(b"")
+    (more / "cut.wav").write_bytes((archive / "call1.wav").read_bytes()[:80_000])
+    r, _ = batch(archive, more, "--out", out, "--workers", "1", "--no-transcript")
+    assert "8 recordings: 3 analysed, 5 unchanged (skipped), 3 failed" in r.stderr, r.stderr
+    rows = {x["recording"]: x for x in read_table(out / "calls.parquet")}
+    assert "file is empty" in rows["empty"]["error"] and rows["empty"]["windows"] == 0
+    assert "truncated" in rows["cut"]["error"] and rows["cut"]["windows"] >= 1  # the audio before the cut is kept
     r, _ = batch(archive, "--out", out, "--workers", "2", "--no-transcript", "--force")
     assert "6 analysed, 0 unchanged" in r.stderr, r.stderr
     rows = read_table(out / "calls.parquet")
-    assert len(rows) == 6 and len({x["recording"] for x in rows}) == 6
+    assert len(rows) == 8 and len({x["recording"] for x in rows}) == 8  # the tables keep every recording ever done here
 
 
 def batch_under_way(tmp_path, records: int, **popen):
