@@ -19,19 +19,22 @@ Figures:
   audio h / wall h (total)  audio / the whole run_batch call (start-up included)
   start-up per worker       spawn (local) or actor creation (Ray) to models
                             loaded, mean over the workers of the run
-  2 vs 1 worker             ratio of the work throughputs, measured in one run
+  2 vs 1 worker             ratio of the work throughputs, within one round of one run
+                            (--rounds N: every configuration N times, interleaved, so that
+                            the other users' load drifts over all alike; the median ratio)
   Ray vs local              Ray work throughput / local, same workers and cores
   load                      /proc/loadavg before each configuration, and the
                             share of the machine's CPU busy during it (/proc/stat):
                             the machine is shared, so read the ratios with it
 Targets: 2 workers >= 1.7x one (emotion only); Ray within 15% of local.
 
-    python bench/batch.py [--files 8] [--minutes-emotion 24] [--minutes-both 8] [--no-ray] [--json]
+    python bench/batch.py [--files 8] [--minutes-emotion 24] [--minutes-both 8] [--rounds 1] [--no-ray] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import socket
@@ -42,6 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
+import numpy as np  # noqa: E402
 
 NAME = "batch"
 
@@ -115,60 +119,72 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--minutes-emotion", type=float, default=24.0, help="audio in the emotion-only archive")
     ap.add_argument("--minutes-both", type=float, default=8.0, help="audio in the both-models archive")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat every configuration, interleaved; ratios are per round, and their median is reported")
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     C.need_data()
     cores = os.cpu_count() or 1
     two = min(2, cores)
+    configs = [(False, 1, None), (False, two, None), (False, two, "ray"), (True, 1, None), (True, two, None), (True, two, "ray")]
+    if a.no_ray:
+        configs = [c for c in configs if c[2] is None]
     with C.stdout_to_stderr():
         emo, both = C.tempdir("batch-emo"), C.tempdir("batch-both")
         sizes = {"emotion_only_audio_s": build_archive(emo, a.files, a.minutes_emotion),
                  "both_audio_s": build_archive(both, a.files, a.minutes_both)}
         runs = []
-        for transcript, folder in ((False, emo), (True, both)):
-            for workers in (1, two):
-                C.log(f"local, {workers} worker(s), {'both models' if transcript else 'emotion only'}")
-                runs.append(run(folder, workers, transcript, None))
-        if not a.no_ray:
-            address, ray_bin = start_ray(two)
-            try:
-                for transcript, folder in ((False, emo), (True, both)):
-                    C.log(f"ray, {two} actors, {'both models' if transcript else 'emotion only'}")
-                    runs.append(run(folder, two, transcript, address))
-            finally:
+        address, ray_bin = start_ray(two) if not a.no_ray else (None, None)
+        try:
+            for k in range(a.rounds):
+                for transcript, workers, engine in configs:
+                    C.log(f"round {k + 1}: {engine or 'local'}, {workers} worker(s), {'both models' if transcript else 'emotion only'}")
+                    r = run(both if transcript else emo, workers, transcript, address if engine else None)
+                    runs.append({"round": k + 1, **r})
+        finally:
+            if ray_bin:
                 subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
 
-    def pick(engine, workers, transcript):
-        return next((r for r in runs if r["engine"] == engine and r["workers"] == workers and r["transcript"] == transcript), None)
+    def pick(k, engine, workers, transcript):
+        return next((r for r in runs if r["round"] == k and r["engine"] == engine and r["workers"] == workers
+                     and r["transcript"] == transcript), None)
 
-    ratios = {}
-    for transcript, key in ((False, "emotion_only"), (True, "both")):
-        one, many = pick("local", 1, transcript), pick("local", two, transcript)
-        ratios[f"local_{two}_vs_1_{key}"] = round(many["audio_h_per_wall_h_work"] / one["audio_h_per_wall_h_work"], 2)
-        ray = pick("ray", two, transcript)
-        if ray:
-            ratios[f"ray_vs_local_{key}"] = round(ray["audio_h_per_wall_h_work"] / many["audio_h_per_wall_h_work"], 3)
-    targets = [C.target(f"{two} local workers vs 1, emotion only", ratios[f"local_{two}_vs_1_emotion_only"], ">=", 1.7, "x")]
+    per_round: dict[str, list] = {}
+    for k in range(1, a.rounds + 1):
+        for transcript, key in ((False, "emotion_only"), (True, "both")):
+            one, many, ray = pick(k, "local", 1, transcript), pick(k, "local", two, transcript), pick(k, "ray", two, transcript)
+            per_round.setdefault(f"local_{two}_vs_1_{key}", []).append(
+                round(many["audio_h_per_wall_h_work"] / one["audio_h_per_wall_h_work"], 2))
+            if ray:
+                per_round.setdefault(f"ray_vs_local_{key}", []).append(
+                    round(ray["audio_h_per_wall_h_work"] / many["audio_h_per_wall_h_work"], 3))
+    ratios = {k: float(np.median(v)) for k, v in per_round.items()}
+    targets = [C.target(f"{two} local workers vs 1, emotion only (median of rounds)", ratios[f"local_{two}_vs_1_emotion_only"], ">=", 1.7, "x")]
     if "ray_vs_local_emotion_only" in ratios:
-        targets.append(C.target("Ray vs local, emotion only (work throughput)", ratios["ray_vs_local_emotion_only"], ">=", 0.85, "x"))
-    # sizing: 10,000 h in 24 h on 2-core workers running two local workers each, both models
-    per_machine = pick("local", two, True)["audio_h_per_wall_h_work"]
+        targets.append(C.target("Ray vs local, emotion only (median of rounds)", ratios["ray_vs_local_emotion_only"], ">=", 0.85, "x"))
+    # sizing: 10,000 h in 24 h on 2-core machines each running two local workers
+    def median_rate(transcript):
+        return float(np.median([r["audio_h_per_wall_h_work"] for r in runs
+                                if r["engine"] == "local" and r["workers"] == two and r["transcript"] == transcript]))
+
+    per_machine, per_machine_emo = median_rate(True), median_rate(False)
     sizing = {"archive_h": 10000, "hours": 24, "audio_h_per_wall_h_per_2core_worker_both": per_machine,
-              "workers_2core_both": -(-10000 // int(per_machine * 24)),
-              "audio_h_per_wall_h_per_2core_worker_emotion": pick("local", two, False)["audio_h_per_wall_h_work"],
-              "workers_2core_emotion": -(-10000 // int(pick("local", two, False)["audio_h_per_wall_h_work"] * 24))}
-    result = {"sizes": sizes, "runs": runs, "ratios": ratios, "sizing": sizing, "targets": targets}
+              "workers_2core_both": math.ceil(10000 / (per_machine * 24)),
+              "audio_h_per_wall_h_per_2core_worker_emotion": per_machine_emo,
+              "workers_2core_emotion": math.ceil(10000 / (per_machine_emo * 24))}
+    result = {"sizes": sizes, "rounds": a.rounds, "runs": runs, "ratios_per_round": per_round, "ratios": ratios,
+              "sizing": sizing, "targets": targets}
 
     def text() -> str:
-        rows = [[r["engine"], r["workers"], "both" if r["transcript"] else "emotion", f"{r['audio_h'] * 60:.1f}",
+        rows = [[r["round"], r["engine"], r["workers"], "both" if r["transcript"] else "emotion", f"{r['audio_h'] * 60:.1f}",
                  r["work_s"], r["audio_h_per_wall_h_work"], r["audio_h_per_wall_h_total"], r["startup_s_per_worker"],
                  " ".join(r["loadavg_before"]), f"{r['machine_cpu_busy']:.0%}"] for r in runs]
-        out = C.table(rows, ["engine", "workers", "models", "audio min", "work s", "audio h/wall h", "incl. start-up",
+        out = C.table(rows, ["round", "engine", "workers", "models", "audio min", "work s", "audio h/wall h", "incl. start-up",
                              "start-up s/worker", "load before", "CPU busy"])
-        out += "\n\n" + "\n".join(f"{k}: {v}" for k, v in ratios.items())
-        out += (f"\nsizing: 10,000 h in a day needs {sizing['workers_2core_both']} 2-core workers with both models "
-                f"({per_machine:.0f} audio h per wall h each), {sizing['workers_2core_emotion']} emotion only")
+        out += "\n\n" + "\n".join(f"{k}: per round {per_round[k]}, median {v}" for k, v in ratios.items())
+        out += (f"\nsizing: 10,000 h in a day needs {sizing['workers_2core_both']} 2-core machines with both models "
+                f"({per_machine:.0f} audio h per wall h each), {sizing['workers_2core_emotion']} emotion only ({per_machine_emo:.0f})")
         return out
 
     C.finish(NAME, result, a.json, text)
