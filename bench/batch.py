@@ -23,6 +23,9 @@ Figures:
                             (--rounds N: every configuration N times, interleaved, so that
                             the other users' load drifts over all alike; the median ratio)
   Ray vs local              Ray work throughput / local, same workers and cores
+  worker CPU s / audio s    the local workers' own CPU time (with start-up) per audio second:
+                            if 2 workers spend what 1 does, a shortfall of 2x is the
+                            machine's other load, not the engine
   load                      /proc/loadavg before each configuration, and the
                             share of the machine's CPU busy during it (/proc/stat):
                             the machine is shared, so read the ratios with it
@@ -36,11 +39,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import resource
 import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -75,6 +78,7 @@ def run(folder: Path, workers: int, transcript: bool, ray: str | None) -> dict:
     out = C.tempdir("batch-out")
     load = open("/proc/loadavg").read().split()[:3]
     b0 = cpu_busy()
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
     opts = BatchOptions(out=str(out), pipeline=PipelineOptions(transcript=transcript), workers=workers, ray=ray)
     def engine(*args):  # all workers loaded before the first recording: work time apart from start-up
         e = make_engine(*args)
@@ -84,6 +88,9 @@ def run(folder: Path, workers: int, transcript: bool, ray: str | None) -> dict:
     with open(os.devnull, "w") as quiet:
         r = run_batch([str(folder)], opts, stream=quiet, tty=False, engine_factory=engine)
     b1 = cpu_busy()
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+    # CPU of the local workers (children, reaped when the engine closes) and of this driver; Ray's actors are not ours
+    cpu = [round(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime, 2) for a, b in zip(c0, c1)]
     shutil.rmtree(out, ignore_errors=True)
     if r.failed or r.analysed != r.total:
         raise SystemExit(f"bench: {r.failed} recordings failed in the {r.engine} run")
@@ -95,6 +102,8 @@ def run(folder: Path, workers: int, transcript: bool, ray: str | None) -> dict:
         "audio_h_per_wall_h_total": round(audio_h / (r.wall_seconds / 3600), 1),
         "startup_s_per_worker": round(sum(r.startup) / len(r.startup), 2) if r.startup else None,
         "startup_s": [round(s, 2) for s in r.startup],
+        "cpu_s_workers": cpu[0] if r.engine == "local" else None, "cpu_s_driver": cpu[1],
+        "worker_cpu_s_per_audio_s": round(cpu[0] / r.audio_seconds, 4) if r.engine == "local" else None,
         "loadavg_before": load, "machine_cpu_busy": round((b1[0] - b0[0]) / max(1, b1[1] - b0[1]), 3),
     }
 
@@ -179,9 +188,10 @@ def main() -> None:
     def text() -> str:
         rows = [[r["round"], r["engine"], r["workers"], "both" if r["transcript"] else "emotion", f"{r['audio_h'] * 60:.1f}",
                  r["work_s"], r["audio_h_per_wall_h_work"], r["audio_h_per_wall_h_total"], r["startup_s_per_worker"],
+                 "–" if r["worker_cpu_s_per_audio_s"] is None else r["worker_cpu_s_per_audio_s"],
                  " ".join(r["loadavg_before"]), f"{r['machine_cpu_busy']:.0%}"] for r in runs]
         out = C.table(rows, ["round", "engine", "workers", "models", "audio min", "work s", "audio h/wall h", "incl. start-up",
-                             "start-up s/worker", "load before", "CPU busy"])
+                             "start-up s/worker", "worker CPU s/audio s", "load before", "CPU busy"])
         out += "\n\n" + "\n".join(f"{k}: per round {per_round[k]}, median {v}" for k, v in ratios.items())
         out += (f"\nsizing: 10,000 h in a day needs {sizing['workers_2core_both']} 2-core machines with both models "
                 f"({per_machine:.0f} audio h per wall h each), {sizing['workers_2core_emotion']} emotion only ({per_machine_emo:.0f})")

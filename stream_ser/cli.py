@@ -152,10 +152,13 @@ def batch_command(args) -> int:
         r = run_batch(args.inputs, opts)
     except ModelError as e:
         raise UsageError(str(e)) from None
+    except OSError as e:  # the output went away or filled up: what was saved is kept
+        print(f"stream-ser: cannot write to {args.out}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_ERROR
     print(f"batch: {r.total} recording{'s' if r.total != 1 else ''}: {r.analysed} analysed, {r.skipped} unchanged (skipped), {r.failed} failed; "
           f"{r.rows} rows in {os.path.join(args.out, 'calls.parquet')}, calls.csv, segments.parquet", file=sys.stderr)
     if r.interrupted:
-        print(f"stream-ser: interrupted; the tables hold every completed recording", file=sys.stderr)
+        print("stream-ser: interrupted; the tables hold every completed recording", file=sys.stderr)
         return EXIT_INT if r.interrupted == "SIGINT" else EXIT_TERM
     if r.failed:
         print(f"stream-ser: {r.failed} of {r.total} recordings failed (their error is in calls.csv)", file=sys.stderr)
