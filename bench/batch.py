@@ -7,10 +7,11 @@ with 1 s gaps (build_long), rotated so that no two are the same, together
 --minutes-emotion (emotion only) or --minutes-both (both models) of audio.
 Each configuration runs ``stream_ser.batch.run_batch`` into a fresh output
 directory (so every recording is analysed and every output written, as a
-user's batch does).  A Ray head (``ray start --head --node-ip-address
-127.0.0.1 --num-cpus <cores>``, with RAY_worker_niceness=0: Ray otherwise runs
-its workers at nice 15, and on a shared machine that measures the other
-users' load rather than the engine) is started for the Ray rows and stopped after.
+user's batch does).  A Ray head (``ray start --head --block --node-ip-address
+127.0.0.1 --num-cpus <cores>``, tests/ray_head.py, with RAY_worker_niceness=0:
+Ray otherwise runs its workers at nice 15, and on a shared machine that
+measures the other users' load rather than the engine) is started for the Ray
+rows and stopped after, by its own process id.
 
 Figures:
   audio h / wall h (work)   audio / seconds from the first recording handed out
@@ -37,18 +38,18 @@ Targets: 2 workers >= 1.7x one (emotion only); Ray within 15% of local.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import resource
 import shutil
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
 import numpy as np  # noqa: E402
+from tests.ray_head import ray_head  # noqa: E402
 
 NAME = "batch"
 
@@ -108,21 +109,6 @@ def run(folder: Path, workers: int, transcript: bool, ray: str | None) -> dict:
     }
 
 
-def start_ray(cores: int) -> tuple[str, Path]:
-    ray_bin = Path(sys.executable).with_name("ray")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # the workers import this checkout; Ray starts them at nice 15, which on a shared machine
-    # measures the scheduler, not the engine: nice 0, as the local workers run
-    env = dict(os.environ, PYTHONPATH=str(C.ROOT), RAY_worker_niceness="0")
-    subprocess.run([str(ray_bin), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", str(cores),
-                    "--include-dashboard=false", "--disable-usage-stats"], check=True, capture_output=True, env=env, timeout=180)
-    # ray.init turns 127.0.0.1 into the machine's own address unless told this: keep the traffic on 127.0.0.1
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    return f"127.0.0.1:{port}", ray_bin
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=8)
@@ -144,16 +130,15 @@ def main() -> None:
         sizes = {"emotion_only_audio_s": build_archive(emo, a.files, a.minutes_emotion),
                  "both_audio_s": build_archive(both, a.files, a.minutes_both)}
         runs = []
-        address, ray_bin = start_ray(two) if not a.no_ray else (None, None)
-        try:
+        # the workers import this checkout; ray.init would swap 127.0.0.1 for the machine's address without the second
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        head = ray_head(two, dict(os.environ, PYTHONPATH=str(C.ROOT))) if not a.no_ray else contextlib.nullcontext()
+        with head as address:
             for k in range(a.rounds):
                 for transcript, workers, engine in configs:
                     C.log(f"round {k + 1}: {engine or 'local'}, {workers} worker(s), {'both models' if transcript else 'emotion only'}")
                     r = run(both if transcript else emo, workers, transcript, address if engine else None)
                     runs.append({"round": k + 1, **r})
-        finally:
-            if ray_bin:
-                subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
 
     def pick(k, engine, workers, transcript):
         return next((r for r in runs if r["round"] == k and r["engine"] == engine and r["workers"] == workers
