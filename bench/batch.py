@@ -7,10 +7,11 @@ with 1 s gaps (build_long), rotated so that no two are the same, together
 --minutes-emotion (emotion only) or --minutes-both (both models) of audio.
 Each configuration runs ``stream_ser.batch.run_batch`` into a fresh output
 directory (so every recording is analysed and every output written, as a
-user's batch does).  A Ray head (``ray start --head --node-ip-address
-127.0.0.1 --num-cpus <cores>``, with RAY_worker_niceness=0: Ray otherwise runs
-its workers at nice 15, and on a shared machine that measures the other
-users' load rather than the engine) is started for the Ray rows and stopped after.
+user's batch does).  A Ray head (``ray start --head --block --node-ip-address
+127.0.0.1 --num-cpus <cores>``, tests/ray_head.py, with RAY_worker_niceness=0:
+Ray otherwise runs its workers at nice 15, and on a shared machine that
+measures the other users' load rather than the engine) is started for the Ray
+rows and stopped after, by its own process id.
 
 Figures:
   audio h / wall h (work)   audio / seconds from the first recording handed out
@@ -19,28 +20,36 @@ Figures:
   audio h / wall h (total)  audio / the whole run_batch call (start-up included)
   start-up per worker       spawn (local) or actor creation (Ray) to models
                             loaded, mean over the workers of the run
-  2 vs 1 worker             ratio of the work throughputs, measured in one run
+  2 vs 1 worker             ratio of the work throughputs, within one round of one run
+                            (--rounds N: every configuration N times, interleaved, so that
+                            the other users' load drifts over all alike; the median ratio)
   Ray vs local              Ray work throughput / local, same workers and cores
+  worker CPU s / audio s    the local workers' own CPU time (with start-up) per audio second:
+                            if 2 workers spend what 1 does, a shortfall of 2x is the
+                            machine's other load, not the engine
   load                      /proc/loadavg before each configuration, and the
                             share of the machine's CPU busy during it (/proc/stat):
                             the machine is shared, so read the ratios with it
 Targets: 2 workers >= 1.7x one (emotion only); Ray within 15% of local.
 
-    python bench/batch.py [--files 8] [--minutes-emotion 24] [--minutes-both 8] [--no-ray] [--json]
+    python bench/batch.py [--files 8] [--minutes-emotion 24] [--minutes-both 8] [--rounds 1] [--no-ray] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
+import resource
 import shutil
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
+import numpy as np  # noqa: E402
+from tests.ray_head import ray_head  # noqa: E402
 
 NAME = "batch"
 
@@ -71,6 +80,7 @@ def run(folder: Path, workers: int, transcript: bool, ray: str | None) -> dict:
     out = C.tempdir("batch-out")
     load = open("/proc/loadavg").read().split()[:3]
     b0 = cpu_busy()
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
     opts = BatchOptions(out=str(out), pipeline=PipelineOptions(transcript=transcript), workers=workers, ray=ray)
     def engine(*args):  # all workers loaded before the first recording: work time apart from start-up
         e = make_engine(*args)
@@ -80,6 +90,9 @@ def run(folder: Path, workers: int, transcript: bool, ray: str | None) -> dict:
     with open(os.devnull, "w") as quiet:
         r = run_batch([str(folder)], opts, stream=quiet, tty=False, engine_factory=engine)
     b1 = cpu_busy()
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+    # CPU of the local workers (children, reaped when the engine closes) and of this driver; Ray's actors are not ours
+    cpu = [round(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime, 2) for a, b in zip(c0, c1)]
     shutil.rmtree(out, ignore_errors=True)
     if r.failed or r.analysed != r.total:
         raise SystemExit(f"bench: {r.failed} recordings failed in the {r.engine} run")
@@ -91,23 +104,10 @@ def run(folder: Path, workers: int, transcript: bool, ray: str | None) -> dict:
         "audio_h_per_wall_h_total": round(audio_h / (r.wall_seconds / 3600), 1),
         "startup_s_per_worker": round(sum(r.startup) / len(r.startup), 2) if r.startup else None,
         "startup_s": [round(s, 2) for s in r.startup],
+        "cpu_s_workers": cpu[0] if r.engine == "local" else None, "cpu_s_driver": cpu[1],
+        "worker_cpu_s_per_audio_s": round(cpu[0] / r.audio_seconds, 4) if r.engine == "local" else None,
         "loadavg_before": load, "machine_cpu_busy": round((b1[0] - b0[0]) / max(1, b1[1] - b0[1]), 3),
     }
-
-
-def start_ray(cores: int) -> tuple[str, Path]:
-    ray_bin = Path(sys.executable).with_name("ray")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # the workers import this checkout; Ray starts them at nice 15, which on a shared machine
-    # measures the scheduler, not the engine: nice 0, as the local workers run
-    env = dict(os.environ, PYTHONPATH=str(C.ROOT), RAY_worker_niceness="0")
-    subprocess.run([str(ray_bin), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", str(cores),
-                    "--include-dashboard=false", "--disable-usage-stats"], check=True, capture_output=True, env=env, timeout=180)
-    # ray.init turns 127.0.0.1 into the machine's own address unless told this: keep the traffic on 127.0.0.1
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    return f"127.0.0.1:{port}", ray_bin
 
 
 def main() -> None:
@@ -115,60 +115,72 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--minutes-emotion", type=float, default=24.0, help="audio in the emotion-only archive")
     ap.add_argument("--minutes-both", type=float, default=8.0, help="audio in the both-models archive")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat every configuration, interleaved; ratios are per round, and their median is reported")
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     C.need_data()
     cores = os.cpu_count() or 1
     two = min(2, cores)
+    configs = [(False, 1, None), (False, two, None), (False, two, "ray"), (True, 1, None), (True, two, None), (True, two, "ray")]
+    if a.no_ray:
+        configs = [c for c in configs if c[2] is None]
     with C.stdout_to_stderr():
         emo, both = C.tempdir("batch-emo"), C.tempdir("batch-both")
         sizes = {"emotion_only_audio_s": build_archive(emo, a.files, a.minutes_emotion),
                  "both_audio_s": build_archive(both, a.files, a.minutes_both)}
         runs = []
-        for transcript, folder in ((False, emo), (True, both)):
-            for workers in (1, two):
-                C.log(f"local, {workers} worker(s), {'both models' if transcript else 'emotion only'}")
-                runs.append(run(folder, workers, transcript, None))
-        if not a.no_ray:
-            address, ray_bin = start_ray(two)
-            try:
-                for transcript, folder in ((False, emo), (True, both)):
-                    C.log(f"ray, {two} actors, {'both models' if transcript else 'emotion only'}")
-                    runs.append(run(folder, two, transcript, address))
-            finally:
-                subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
+        # the workers import this checkout; ray.init would swap 127.0.0.1 for the machine's address without the second
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        head = ray_head(two, dict(os.environ, PYTHONPATH=str(C.ROOT))) if not a.no_ray else contextlib.nullcontext()
+        with head as address:
+            for k in range(a.rounds):
+                for transcript, workers, engine in configs:
+                    C.log(f"round {k + 1}: {engine or 'local'}, {workers} worker(s), {'both models' if transcript else 'emotion only'}")
+                    r = run(both if transcript else emo, workers, transcript, address if engine else None)
+                    runs.append({"round": k + 1, **r})
 
-    def pick(engine, workers, transcript):
-        return next((r for r in runs if r["engine"] == engine and r["workers"] == workers and r["transcript"] == transcript), None)
+    def pick(k, engine, workers, transcript):
+        return next((r for r in runs if r["round"] == k and r["engine"] == engine and r["workers"] == workers
+                     and r["transcript"] == transcript), None)
 
-    ratios = {}
-    for transcript, key in ((False, "emotion_only"), (True, "both")):
-        one, many = pick("local", 1, transcript), pick("local", two, transcript)
-        ratios[f"local_{two}_vs_1_{key}"] = round(many["audio_h_per_wall_h_work"] / one["audio_h_per_wall_h_work"], 2)
-        ray = pick("ray", two, transcript)
-        if ray:
-            ratios[f"ray_vs_local_{key}"] = round(ray["audio_h_per_wall_h_work"] / many["audio_h_per_wall_h_work"], 3)
-    targets = [C.target(f"{two} local workers vs 1, emotion only", ratios[f"local_{two}_vs_1_emotion_only"], ">=", 1.7, "x")]
+    per_round: dict[str, list] = {}
+    for k in range(1, a.rounds + 1):
+        for transcript, key in ((False, "emotion_only"), (True, "both")):
+            one, many, ray = pick(k, "local", 1, transcript), pick(k, "local", two, transcript), pick(k, "ray", two, transcript)
+            per_round.setdefault(f"local_{two}_vs_1_{key}", []).append(
+                round(many["audio_h_per_wall_h_work"] / one["audio_h_per_wall_h_work"], 2))
+            if ray:
+                per_round.setdefault(f"ray_vs_local_{key}", []).append(
+                    round(ray["audio_h_per_wall_h_work"] / many["audio_h_per_wall_h_work"], 3))
+    ratios = {k: float(np.median(v)) for k, v in per_round.items()}
+    targets = [C.target(f"{two} local workers vs 1, emotion only (median of rounds)", ratios[f"local_{two}_vs_1_emotion_only"], ">=", 1.7, "x")]
     if "ray_vs_local_emotion_only" in ratios:
-        targets.append(C.target("Ray vs local, emotion only (work throughput)", ratios["ray_vs_local_emotion_only"], ">=", 0.85, "x"))
-    # sizing: 10,000 h in 24 h on 2-core workers running two local workers each, both models
-    per_machine = pick("local", two, True)["audio_h_per_wall_h_work"]
+        targets.append(C.target("Ray vs local, emotion only (median of rounds)", ratios["ray_vs_local_emotion_only"], ">=", 0.85, "x"))
+    # sizing: 10,000 h in 24 h on 2-core machines each running two local workers
+    def median_rate(transcript):
+        return float(np.median([r["audio_h_per_wall_h_work"] for r in runs
+                                if r["engine"] == "local" and r["workers"] == two and r["transcript"] == transcript]))
+
+    per_machine, per_machine_emo = median_rate(True), median_rate(False)
     sizing = {"archive_h": 10000, "hours": 24, "audio_h_per_wall_h_per_2core_worker_both": per_machine,
-              "workers_2core_both": -(-10000 // int(per_machine * 24)),
-              "audio_h_per_wall_h_per_2core_worker_emotion": pick("local", two, False)["audio_h_per_wall_h_work"],
-              "workers_2core_emotion": -(-10000 // int(pick("local", two, False)["audio_h_per_wall_h_work"] * 24))}
-    result = {"sizes": sizes, "runs": runs, "ratios": ratios, "sizing": sizing, "targets": targets}
+              "workers_2core_both": math.ceil(10000 / (per_machine * 24)),
+              "audio_h_per_wall_h_per_2core_worker_emotion": per_machine_emo,
+              "workers_2core_emotion": math.ceil(10000 / (per_machine_emo * 24))}
+    result = {"sizes": sizes, "rounds": a.rounds, "runs": runs, "ratios_per_round": per_round, "ratios": ratios,
+              "sizing": sizing, "targets": targets}
 
     def text() -> str:
-        rows = [[r["engine"], r["workers"], "both" if r["transcript"] else "emotion", f"{r['audio_h'] * 60:.1f}",
+        rows = [[r["round"], r["engine"], r["workers"], "both" if r["transcript"] else "emotion", f"{r['audio_h'] * 60:.1f}",
                  r["work_s"], r["audio_h_per_wall_h_work"], r["audio_h_per_wall_h_total"], r["startup_s_per_worker"],
+                 "–" if r["worker_cpu_s_per_audio_s"] is None else r["worker_cpu_s_per_audio_s"],
                  " ".join(r["loadavg_before"]), f"{r['machine_cpu_busy']:.0%}"] for r in runs]
-        out = C.table(rows, ["engine", "workers", "models", "audio min", "work s", "audio h/wall h", "incl. start-up",
-                             "start-up s/worker", "load before", "CPU busy"])
-        out += "\n\n" + "\n".join(f"{k}: {v}" for k, v in ratios.items())
-        out += (f"\nsizing: 10,000 h in a day needs {sizing['workers_2core_both']} 2-core workers with both models "
-                f"({per_machine:.0f} audio h per wall h each), {sizing['workers_2core_emotion']} emotion only")
+        out = C.table(rows, ["round", "engine", "workers", "models", "audio min", "work s", "audio h/wall h", "incl. start-up",
+                             "start-up s/worker", "worker CPU s/audio s", "load before", "CPU busy"])
+        out += "\n\n" + "\n".join(f"{k}: per round {per_round[k]}, median {v}" for k, v in ratios.items())
+        out += (f"\nsizing: 10,000 h in a day needs {sizing['workers_2core_both']} 2-core machines with both models "
+                f"({per_machine:.0f} audio h per wall h each), {sizing['workers_2core_emotion']} emotion only ({per_machine_emo:.0f})")
         return out
 
     C.finish(NAME, result, a.json, text)

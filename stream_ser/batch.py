@@ -73,7 +73,7 @@ class BatchOptions:
     """
 
     out: str
-    pipeline: Any = None
+    pipeline: Any = None  # PipelineOptions (imported lazily: `--help` and a rerun stay light)
     workers: int | None = None
     force: bool = False
     ray: str | None = None
@@ -104,14 +104,14 @@ def discover(inputs: Iterable[str], skip: str | None = None) -> list[tuple[str, 
     for item in inputs:
         matches = sorted(glob.glob(item, recursive=True)) if glob.has_magic(item) else [item]
         if not matches:
-            raise UsageError(f"{item}: no such file or directory" if not glob.has_magic(item) else f"{item}: matches nothing")
+            raise UsageError(f"{item}: matches nothing")
         for m in matches:
             if os.path.isdir(m):
                 add_dir(m)
-            elif os.path.exists(m) or not glob.has_magic(item):
-                if not os.path.exists(m):
-                    raise UsageError(f"{m}: no such file or directory")
+            elif os.path.exists(m):
                 add_file(m, os.path.splitext(os.path.basename(m))[0])
+            else:
+                raise UsageError(f"{m}: no such file or directory")
     return list(found.items())
 
 
@@ -400,7 +400,7 @@ class Archive:
 
             write_text(target, plotly.offline.get_plotlyjs())
 
-    def save(self, job: Job, result: dict, model: str, labels: list[str]) -> dict:
+    def save(self, job: Job, result: dict, model: str) -> dict:
         """Write a finished recording's files, its segments and, last, its
         record; returns its row."""
         from .events import TranscriptEvent
@@ -410,7 +410,7 @@ class Archive:
 
         events = result["events"]
         s = summarise(events)
-        row = make_row(job, s, result, model, labels)
+        row = make_row(job, s, result, model)
         jsonl, srt, html = self.outputs(job.name)
         write_text(jsonl, "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events))
         finals = [TranscriptEvent(**e) for e in events if e.get("type") == "transcript" and e.get("final") and e.get("text")]
@@ -453,7 +453,7 @@ class Archive:
 
 # ---- tables ------------------------------------------------------------------
 
-def make_row(job: Job, s: dict, result: dict, model: str, labels: list[str]) -> dict:
+def make_row(job: Job, s: dict, result: dict, model: str) -> dict:
     """A recording's row (before its shares become columns; see :func:`flat_row`)."""
     return {"recording": job.name, "path": job.path, "duration_s": s["duration_s"], "speech_s": s["speech_s"],
             "windows": s["windows"], "_shares": s["shares"], "dominant": s["dominant"],
@@ -628,7 +628,7 @@ def run_batch(inputs: list[str], opts: BatchOptions, stream=None, tty: bool | No
     archive = Archive(opts.out)
     result = BatchResult()
     try:
-        model, labels = model_identity(options), model_labels(options)
+        model = model_identity(options)
         taken: set[str] = set()
         jobs, names = [], []
         for path, hint in found:
@@ -641,14 +641,14 @@ def run_batch(inputs: list[str], opts: BatchOptions, stream=None, tty: bool | No
                 why = f"{path}: {e.strerror or e}"
             job = Job(name, path, st.st_size if st else 0, st.st_mtime_ns if st else 0)
             if st is None:
-                archive.save(job, {"events": [], "error": why, "seconds": 0.0, "html": None}, model, labels)
+                archive.save(job, {"events": [], "error": why, "seconds": 0.0, "html": None}, model)
             elif opts.force or not archive.is_done(job, model):
                 jobs.append(job)
         result.total, result.skipped = len(found), len(found) - len(jobs)
         progress = BatchProgress(len(found), result.skipped, stream, tty)
         try:
             if jobs:
-                _run_jobs(jobs, opts, options, archive, model, labels, progress, result, engine_factory)
+                _run_jobs(jobs, opts, options, archive, model, progress, result, engine_factory)
         finally:
             progress.update(0.0, force=True)
             progress.close()
@@ -662,7 +662,7 @@ def run_batch(inputs: list[str], opts: BatchOptions, stream=None, tty: bool | No
     return result
 
 
-def _run_jobs(jobs, opts, options, archive, model, labels, progress, result, engine_factory) -> None:
+def _run_jobs(jobs, opts, options, archive, model, progress, result, engine_factory) -> None:
     archive.ensure_plotly()
     for job in jobs:
         job.duration = _duration(job.path)
@@ -698,7 +698,7 @@ def _run_jobs(jobs, opts, options, archive, model, labels, progress, result, eng
             for job, res in engine.poll(0.25):
                 last_result = time.perf_counter()
                 in_flight.pop(job.name, None)
-                row = archive.save(job, res, model, labels)
+                row = archive.save(job, res, model)
                 result.analysed += 1
                 progress.done += 1
                 progress.audio += row["duration_s"]

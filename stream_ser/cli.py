@@ -178,7 +178,11 @@ def batch_command(args) -> int:
     opts = BatchOptions(out=args.out, pipeline=_pipeline_options(args), workers=args.workers, force=args.force, ray=args.ray)
     from .ray_engine import make_engine
 
-    r = run_batch(args.inputs, opts, engine_factory=make_engine)  # a model that does not load: StreamSerError, one line and exit 2
+    try:
+        r = run_batch(args.inputs, opts, engine_factory=make_engine)  # a model that does not load: StreamSerError, one line and exit 2
+    except OSError as e:  # the output went away or filled up: what was saved is kept
+        print(f"stream-ser: cannot write to {args.out}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_ERROR
     print(f"batch: {r.total} recording{'s' if r.total != 1 else ''}: {r.analysed} analysed, {r.skipped} unchanged (skipped), {r.failed} failed; "
           f"{r.rows} rows in {os.path.join(args.out, 'calls.parquet')}, calls.csv, segments.parquet", file=sys.stderr)
     if r.interrupted:

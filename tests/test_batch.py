@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -109,12 +108,19 @@ def test_rerun_skips_everything_quickly_then_redoes_what_changed(archive, first_
     assert pq.read_table(io.BytesIO(before)).to_pylist() == read_table(out / "calls.parquet")
     st = (archive / "call3.ogg").stat()
     os.utime(archive / "call3.ogg", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # "changed"
-    r, _ = batch(archive, "--out", out, "--workers", "1", "--no-transcript")
-    assert "1 analysed, 5 unchanged" in r.stderr, r.stderr
+    more = archive.parent / (archive.name + "-more")  # and two more bad ones: empty, and cut short
+    more.mkdir()
+    (more / "empty.wav").write_bytes(b"")
+    (more / "cut.wav").write_bytes((archive / "call1.wav").read_bytes()[:80_000])
+    r, _ = batch(archive, more, "--out", out, "--workers", "1", "--no-transcript")
+    assert "8 recordings: 3 analysed, 5 unchanged (skipped), 3 failed" in r.stderr, r.stderr
+    rows = {x["recording"]: x for x in read_table(out / "calls.parquet")}
+    assert "file is empty" in rows["empty"]["error"] and rows["empty"]["windows"] == 0
+    assert "truncated" in rows["cut"]["error"] and rows["cut"]["windows"] >= 1  # the audio before the cut is kept
     r, _ = batch(archive, "--out", out, "--workers", "2", "--no-transcript", "--force")
     assert "6 analysed, 0 unchanged" in r.stderr, r.stderr
     rows = read_table(out / "calls.parquet")
-    assert len(rows) == 6 and len({x["recording"] for x in rows}) == 6
+    assert len(rows) == 8 and len({x["recording"] for x in rows}) == 8  # the tables keep every recording ever done here
 
 
 def batch_under_way(tmp_path, records: int, **popen):
@@ -223,10 +229,16 @@ def _labels_and_text(out: Path) -> dict:
     return got
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def test_batch_events_are_replays_events(two_calls, local_run, tmp_path):
+    """A recording in a batch goes through the pipeline as `replay --speed 0` does."""
+    jsonl = tmp_path / "replay.jsonl"
+    r = subprocess.run(CLI + ["replay", str(two_calls / "second.flac"), "--speed", "0", "--plain", "--jsonl", str(jsonl)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert r.returncode == 0, r.stderr
+    replayed = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    batched = _labels_and_text(local_run)["second"]
+    assert batched == ([(e["start"], e["end"], e["label"], e["probs"]) for e in replayed if e["type"] == "emotion"],
+                       [(e["text"], (e["emotion"] or {}).get("label")) for e in replayed if e["type"] == "transcript" and e["final"]])
 
 
 def test_ray_gives_the_same_labels_and_text_as_local(two_calls, local_run, tmp_path):
@@ -236,23 +248,16 @@ def test_ray_gives_the_same_labels_and_text_as_local(two_calls, local_run, tmp_p
     if os.environ.get("STREAM_SER_TEST_RAY") != "1":
         pytest.skip("Ray binds beyond 127.0.0.1 here: set STREAM_SER_TEST_RAY=1 to run")
     pytest.importorskip("ray")
-    ray_bin = Path(sys.executable).with_name("ray")
-    if not ray_bin.exists():
+    from tests.ray_head import ray_command, ray_head
+
+    if ray_command() is None:
         pytest.skip("no ray command beside this python")
-    port = _free_port()
-    # the workers import this checkout, as the driver does
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
-    start = subprocess.run([str(ray_bin), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
-                            "--include-dashboard=false", "--disable-usage-stats"], capture_output=True, text=True, env=env, timeout=120)
-    try:
-        assert start.returncode == 0, start.stderr[-2000:]
-        out = tmp_path / "ray"
+    out = tmp_path / "ray"
+    with ray_head(2, dict(os.environ, PYTHONPATH=str(ROOT))) as address:  # the workers import this checkout, as the driver does
         # ray.init turns 127.0.0.1 into the machine's own address unless told this (traffic stays on 127.0.0.1)
-        r, _ = batch(two_calls, "--out", out, "--ray", f"127.0.0.1:{port}", env={"RAY_ADDRESS": "", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
-        assert r.returncode == 0, r.stderr
-        assert "Traceback" not in r.stderr
-    finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120)
+        r, _ = batch(two_calls, "--out", out, "--ray", address, env={"RAY_ADDRESS": "", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
     local, remote = _labels_and_text(local_run), _labels_and_text(out)
     assert set(local) == {"first", "second"} and local == remote
     assert all(texts for _, texts in local.values())
