@@ -24,9 +24,12 @@ Figures:
                             (--rounds N: every configuration N times, interleaved, so that
                             the other users' load drifts over all alike; the median ratio)
   Ray vs local              Ray work throughput / local, same workers and cores
-  worker CPU s / audio s    the local workers' own CPU time (with start-up) per audio second:
-                            if 2 workers spend what 1 does, a shortfall of 2x is the
-                            machine's other load, not the engine
+  CPU s / audio s           the workers' CPU time on the recordings (process_time around
+                            each, all threads; start-up excluded) per audio second: if 2
+                            workers spend what 1 does, a shortfall from 2x is not work
+                            the engine added
+  cores used                that CPU time / work seconds: the share of the 2 cores the
+                            workers got (the rest went to the machine's other load)
   load                      /proc/loadavg before each configuration, and the
                             share of the machine's CPU busy during it (/proc/stat):
                             the machine is shared, so read the ratios with it
@@ -104,8 +107,9 @@ def run(folder: Path, workers: int, transcript: bool, ray: str | None) -> dict:
         "audio_h_per_wall_h_total": round(audio_h / (r.wall_seconds / 3600), 1),
         "startup_s_per_worker": round(sum(r.startup) / len(r.startup), 2) if r.startup else None,
         "startup_s": [round(s, 2) for s in r.startup],
-        "cpu_s_workers": cpu[0] if r.engine == "local" else None, "cpu_s_driver": cpu[1],
-        "worker_cpu_s_per_audio_s": round(cpu[0] / r.audio_seconds, 4) if r.engine == "local" else None,
+        "cpu_s_workers_with_startup": cpu[0] if r.engine == "local" else None, "cpu_s_driver": cpu[1],
+        "cpu_s_work": round(r.cpu_seconds, 2), "work_cpu_s_per_audio_s": round(r.cpu_seconds / r.audio_seconds, 4),
+        "work_cores": round(r.cpu_seconds / r.work_seconds, 2),
         "loadavg_before": load, "machine_cpu_busy": round((b1[0] - b0[0]) / max(1, b1[1] - b0[1]), 3),
     }
 
@@ -174,10 +178,10 @@ def main() -> None:
     def text() -> str:
         rows = [[r["round"], r["engine"], r["workers"], "both" if r["transcript"] else "emotion", f"{r['audio_h'] * 60:.1f}",
                  r["work_s"], r["audio_h_per_wall_h_work"], r["audio_h_per_wall_h_total"], r["startup_s_per_worker"],
-                 "–" if r["worker_cpu_s_per_audio_s"] is None else r["worker_cpu_s_per_audio_s"],
+                 r["work_cpu_s_per_audio_s"], r["work_cores"],
                  " ".join(r["loadavg_before"]), f"{r['machine_cpu_busy']:.0%}"] for r in runs]
         out = C.table(rows, ["round", "engine", "workers", "models", "audio min", "work s", "audio h/wall h", "incl. start-up",
-                             "start-up s/worker", "worker CPU s/audio s", "load before", "CPU busy"])
+                             "start-up s/worker", "CPU s/audio s", "cores used", "load before", "CPU busy"])
         out += "\n\n" + "\n".join(f"{k}: per round {per_round[k]}, median {v}" for k, v in ratios.items())
         out += (f"\nsizing: 10,000 h in a day needs {sizing['workers_2core_both']} 2-core machines with both models "
                 f"({per_machine:.0f} audio h per wall h each), {sizing['workers_2core_emotion']} emotion only ({per_machine_emo:.0f})")

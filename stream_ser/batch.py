@@ -171,12 +171,13 @@ def analyse(path: str, options, models, title: str | None = None) -> dict[str, A
     """Run one recording through the pipeline, as ``replay --speed 0`` does.
     Never raises for a bad recording: returns ``events`` (dicts, those before
     a failure included), ``error`` (one line or None), ``seconds`` (wall) and
-    ``html`` (its report page, loading plotly.js from beside it)."""
+    ``html`` (its report page, loading plotly.js from beside it) and
+    ``cpu_seconds`` (the worker process's CPU time meanwhile, all threads)."""
     from .pipeline import Pipeline
     from .report import PLOTLY_JS, render_html
     from .sources import FileSource
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     events: list[dict] = []
     error = None
     try:
@@ -187,9 +188,9 @@ def analyse(path: str, options, models, title: str | None = None) -> dict[str, A
         error = str(e)
     except Exception as e:  # a bug or a library's surprise: this recording's row says it, the batch goes on
         error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     html = render_html(events, title or os.path.basename(path), plotly_js=PLOTLY_JS, error=error)
-    return {"events": events, "error": error, "seconds": round(seconds, 3), "html": html}
+    return {"events": events, "error": error, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "html": html}
 
 
 # ---- local engine ------------------------------------------------------------
@@ -534,6 +535,7 @@ class BatchResult:
     rows: int = 0
     interrupted: str | None = None  # "SIGINT" / "SIGTERM"
     audio_seconds: float = 0.0  # analysed this run
+    cpu_seconds: float = 0.0  # the workers' CPU time on those recordings (start-up not included)
     wall_seconds: float = 0.0
     startup: list[float] = field(default_factory=list)  # per worker: start to models loaded
     work_seconds: float | None = None  # first worker at work to last result: throughput without start-up
@@ -702,6 +704,7 @@ def _run_jobs(jobs, opts, options, archive, model, progress, result, engine_fact
                 result.analysed += 1
                 progress.done += 1
                 progress.audio += row["duration_s"]
+                result.cpu_seconds += res.get("cpu_seconds", 0.0)
                 if res["error"]:
                     progress.failed += 1
                     msg = res["error"] if job.path in res["error"] else f"{job.path}: {res['error']}"

@@ -166,6 +166,42 @@ def test_ctrl_c_keeps_what_was_completed(tmp_path):
     assert sorted(x["recording"] for x in read_table(out / "calls.parquet")) == done
 
 
+def test_a_worker_that_dies_costs_one_row_and_is_replaced(tmp_path):
+    need("ffmpeg")
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(3):
+        cut(src / f"w{i}.wav", 0, 11)
+    e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")  # with the transcript: a recording takes long enough to be hit
+    p = subprocess.Popen(CLI + ["batch", str(src), "--out", str(out), "--workers", "1"], cwd=ROOT, env=e,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(out.glob(".batch/records/*.json")) and p.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.2)  # the worker has taken the second recording
+    workers = [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _parent(d) == p.pid
+               and b"spawn_main" in _read(d / "cmdline")]
+    assert len(workers) == 1
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 1 and "w1.wav: worker process died (signal 9) on this recording" in err, err
+    rows = {x["recording"]: x for x in read_table(out / "calls.parquet")}
+    assert rows["w0"]["error"] is None and rows["w2"]["error"] is None  # the replacement did the third
+    r, _ = batch(src, "--out", out, "--workers", "1")  # a crash is not the recording's fault: retried
+    assert r.returncode == 0 and "1 analysed, 2 unchanged" in r.stderr, r.stderr
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def _parent(proc: Path) -> int | None:
+    stat = _read(proc / "stat")
+    return int(stat[stat.rfind(b")") + 2:].split()[1]) if stat else None
+
+
 def test_usage_errors_are_one_line(tmp_path, archive):
     r, _ = batch(tmp_path / "nope", "--out", tmp_path / "o")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "no such file" in r.stderr
