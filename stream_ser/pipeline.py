@@ -305,6 +305,7 @@ class Pipeline:
         # only a flag: closing a PortAudio stream from another thread (a key
         # handler, a signal handler) can block; the capture thread closes it
         self.source.request_stop()
+        self.ring.close()  # no more audio: a capture thread waiting on back-pressure moves on
 
 
 def replay(path: str, speed: float = 0.0, options: PipelineOptions | None = None) -> Iterator[Event]:

@@ -333,6 +333,10 @@ class Transcriber(threading.Thread):
         if long and u.committed_until > u.decode_from:
             u.decode_from = u.committed_until  # trim committed audio; its text becomes the prompt
             self._hold()
+        elif long:  # a long stretch with no words to commit (noise the VAD takes for speech): go on after it,
+            # keeping a second for a word across the cut; held here, a full-speed replay would wait for ever
+            u.decode_from = u.committed_until = end - int(o.cadence * SAMPLE_RATE)
+            self._hold()
         u.hypothesis = words[agreed:]
         if u.hypothesis:
             self._event(u, u.hypothesis, final=False)

@@ -198,3 +198,17 @@ def test_issue24_asr_model_that_is_an_audio_file(speech, tmp_path):
                            capture_output=True, text=True, timeout=180)
         one_line(r, 2, "model directory")
         assert "local_files_only" not in r.stderr
+
+
+def test_long_utterance_without_words_does_not_stall_a_fast_replay(tmp_path):
+    """Found by bench/fuzz.py: 150 s that the VAD takes for speech (a DC level
+    with a click every 1000 samples) and whisper finds no words in held the
+    ring buffer at the utterance's start; at --speed 0 the replay then waited
+    for ever, and SIGTERM did not end it."""
+    x = np.full(150 * 8000, -1.5)
+    x[::1000] = np.nan
+    path = tmp_path / "clicks.wav"
+    sf.write(path, x, 8000, subtype="FLOAT")
+    r = run_cli("replay", path, "--speed", "0", "--plain", "--jsonl", tmp_path / "e.jsonl", timeout=150)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-1500:]
+    assert "150.0 s of audio" in r.stderr
