@@ -213,7 +213,7 @@ def run_session(args) -> int:
         error = str(e)
         code["value"] = EXIT_USAGE
     finally:
-        outputs.close(keep=completed)
+        outputs.close(keep=completed and code["value"] == EXIT_OK)  # stopped or failed: no empty replacement
     if plain and view.closed and code["value"] == EXIT_OK:
         code["value"] = EXIT_PIPE
     if error and code["value"] == EXIT_OK:
