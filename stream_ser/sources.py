@@ -79,6 +79,13 @@ class Conditioner:
         return out.astype(np.float32)
 
 
+def condition(audio: np.ndarray) -> np.ndarray:
+    """A whole 16 kHz mono recording conditioned as a source conditions its blocks
+    (training cuts its windows from this, so that it sees what the stream sees)."""
+    c = Conditioner()
+    return c.remove_dc(c.clean(audio))
+
+
 class Source:
     """What the pipeline reads.  ``live`` sources are never slowed down (audio that
     cannot be processed in time is dropped and counted); others apply back-pressure.
