@@ -23,13 +23,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common as C  # noqa: E402
-from tests.fuzzing import (SIGNAL_CODES, Audio, Case, RandomDraw, _strict, check_case, draw_case,  # noqa: E402
+from tests.fuzzing import (SIGNAL_CODES, Audio, RandomDraw, _bound, _strict, check_case, draw_case,  # noqa: E402
                            shared_models)
 
 NAME = "fuzz"
@@ -74,6 +75,11 @@ def signal_case(seed: int, where: Path) -> list[str]:
     return problems
 
 
+def _hung(k: int, seed: int, case) -> None:
+    print(f"case {k} (seed {seed}) outlived SIGTERM by 20 s: {case.describe()}", file=sys.stderr, flush=True)
+    os._exit(3)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=int, default=2000)
@@ -100,7 +106,17 @@ def main() -> None:
                 kind = "process" if a.every and k % a.every == a.every - 1 else "in-process"
                 if a.trace:
                     print(f"case {k}: {case.describe()}", flush=True)
-                r = check_case(case, where, subprocess_run=kind == "process")
+                # an in-process case past its bound gets SIGTERM (the session's own handler stops it:
+                # exit 143, a failure); one that outlives that by 20 s ends the run, said so
+                bound = _bound(case)
+                nudge = threading.Timer(bound, os.kill, (os.getpid(), signal.SIGTERM))
+                give_up = threading.Timer(bound + 20, _hung, (k, seed, case))
+                if kind == "in-process":
+                    nudge.start(), give_up.start()
+                try:
+                    r = check_case(case, where, subprocess_run=kind == "process")
+                finally:
+                    nudge.cancel(), give_up.cancel()
                 problems, code = r.problems, r.code
             tried += 1
             kinds[kind] += 1

@@ -10,6 +10,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 
 from .errors import DeviceLost, SourceError, StageError, StreamSerError, UsageError
 
@@ -300,7 +301,7 @@ def run_session(args) -> int:
         error = str(e)
         code["value"] = EXIT_USAGE
     finally:
-        outputs.close(keep=completed)
+        outputs.close(keep=completed and code["value"] == EXIT_OK)  # stopped or failed: no empty replacement
     if plain and view.closed and code["value"] == EXIT_OK:
         code["value"] = EXIT_PIPE
     if error and code["value"] == EXIT_OK:
@@ -314,12 +315,21 @@ def run_session(args) -> int:
     return code["value"]
 
 
+def _quit_at_start(signum, frame):
+    """Ctrl-C or SIGTERM while a session starts: no file is written yet, so end at
+    once (an interrupt inside an import would surface as that import's traceback)."""
+    os._exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .outputs import ensure_std_streams
 
     ensure_std_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("listen", "replay") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _quit_at_start)  # until run_session's own handlers, once the models are loaded
+        signal.signal(signal.SIGTERM, _quit_at_start)
     try:
         if args.command == "listen" and args.list_devices:
             from .sources import list_devices

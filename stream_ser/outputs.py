@@ -19,9 +19,9 @@ The policy, in the order a session meets it:
 3. A second session writing the same file is refused (``fcntl.flock`` on the
    file, held until the end): one line, exit 2.
 4. :meth:`Outputs.close`: the new file replaces the old one if the session ran
-   to its end (a stop by Ctrl-C, SIGTERM or a closed pipe included) or wrote
-   at least one event; a session that failed before writing anything leaves
-   the old file as it was.  After ``kill -9`` the old file is intact and the
+   to its end, or if it wrote at least one record into it; a session that
+   failed (another output included: ``--jsonl /dev/full``) or was stopped
+   before writing anything there leaves the old file as it was.  After ``kill -9`` the old file is intact and the
    partial one is the ``.partial`` file beside it.
 
 Every record is written with one ``write`` to the file (no buffer), so a crash
@@ -301,6 +301,7 @@ class Outputs:
         self.outputs, self.append = outputs, append
         self.writers: list = []
         self.refused = 0  # events not written because they held NaN or Infinity
+        self.failed = False  # a file failed: the session did not run to its end
 
     @property
     def paths(self) -> list[str]:
@@ -326,6 +327,7 @@ class Outputs:
                 w.write(event)
             except OSError as e:
                 problem = f"cannot write {w.path}: {e.strerror or e}; stopping (what was written is kept)"
+                self.failed = True
                 self.writers.remove(w)
                 w.file.close(keep=True)
             except ValueError:  # NaN or Infinity: never written as JSON
@@ -333,8 +335,9 @@ class Outputs:
         return problem
 
     def close(self, keep: bool = True) -> None:
-        """Close every file; ``keep`` false: the session failed, so files that
-        would replace an existing one with nothing are dropped instead."""
+        """Close every file; ``keep`` false: the session failed or was stopped, so
+        files that would replace an existing one with nothing are dropped instead."""
+        keep = keep and not self.failed
         for w in self.writers:
             try:
                 if hasattr(w, "finish") and (keep or w.file.records):

@@ -161,6 +161,7 @@ class Pipeline:
         # only a flag: closing a PortAudio stream from another thread (a key
         # handler, a signal handler) can block; the capture thread closes it
         self.source.request_stop()
+        self.ring.close()  # no more audio: a capture thread waiting on back-pressure moves on
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop every stage now, join the threads (at most ``timeout`` s) and

@@ -30,6 +30,7 @@ from .quiet import quiet_stderr
 
 LOUD = 100.0  # |sample| beyond this (+40 dB over full scale) is no audio level: a file written at the wrong scale
 CLIP = 1e6  # ... and beyond this it is clipped, so that no feature's square or FFT overflows float32
+DC_POLE = 0.998  # one-pole DC blocker at 16 kHz: -3 dB at 5 Hz, below any speech
 
 
 class Conditioner:
@@ -40,10 +41,9 @@ class Conditioner:
       counted in :attr:`nonfinite` and replaced by 0, before resampling spreads them;
     - samples beyond ±``LOUD`` are counted in :attr:`loud` (the pipeline warns),
       and clipped at ±``CLIP``;
-    A DC offset is left in the stream: the emotion features must see what
-    training saw (a DC blocker here moved session-normalised features by up
-    to 0.24 on RAVDESS, tests/test_features.py); the VAD removes it per frame
-    and the transcriber per decode.
+    - DC is removed by a one-pole high-pass whose state carries from block to
+      block (whisper loses its words on a DC offset; the VAD and features had
+      their own ways around it).
 
     Not thread-safe: one source's thread calls it.
     """
@@ -66,6 +66,24 @@ class Conditioner:
             x = np.clip(x, -CLIP, CLIP)
         return x
 
+    def remove_dc(self, y: np.ndarray) -> np.ndarray:
+        """16 kHz mono samples, DC removed (the first sample sets the starting level, so
+        a recording with an offset starts without a click)."""
+        if len(y) == 0:
+            return y
+        from scipy.signal import lfilter
+
+        if self._zi is None:
+            self._zi = np.array([-float(y[0])])
+        out, self._zi = lfilter([1.0, -1.0], [1.0, -DC_POLE], y.astype(np.float64), zi=self._zi)
+        return out.astype(np.float32)
+
+
+def condition(audio: np.ndarray) -> np.ndarray:
+    """A whole 16 kHz mono recording conditioned as a source conditions its blocks
+    (training cuts its windows from this, so that it sees what the stream sees)."""
+    c = Conditioner()
+    return c.remove_dc(c.clean(audio))
 
 
 class Source:
@@ -259,7 +277,7 @@ class FileSource(Source):
             if last:
                 x = np.zeros(0, dtype=np.float32)
             read += len(x)
-            y = resampler.resample_chunk(x, last=last) if resampler else x
+            y = self.conditioner.remove_dc(resampler.resample_chunk(x, last=last) if resampler else x)
             if self.speed > 0:  # pace like a microphone: a block exists once its audio has played
                 due = t0 + read / self.sample_rate / self.speed
                 while (delay := due - time.monotonic()) > 0:  # in pieces: Event.wait refuses huge timeouts
@@ -364,7 +382,7 @@ class MicSource(Source):
 
     def open(self) -> None:
         """Start capturing (call after the models are loaded)."""
-        import sounddevice as sd
+        sd = _sounddevice()
 
         try:
             self._stream = sd.InputStream(device=self.device, channels=1, samplerate=self.sample_rate, dtype="float32",
@@ -389,7 +407,7 @@ class MicSource(Source):
                 continue
             last_audio = time.monotonic()
             x = self.conditioner.clean(x)
-            y = resampler.resample_chunk(x) if resampler else x
+            y = self.conditioner.remove_dc(resampler.resample_chunk(x) if resampler else x)
             if len(y):
                 yield y, t
 

@@ -223,7 +223,6 @@ class Transcriber(threading.Thread):
 
     def _decode(self, start: int, end: int, prompt: str) -> list[Word]:
         audio = self.ring.read(start, end)
-        audio -= audio.mean()  # whisper loses its words on a DC offset (0.1 halves them, 0.5 leaves none)
         t0, c0 = time.perf_counter(), _decoder_cpu()
         segments, _ = self.model.transcribe(
             audio, language=self.options.language, beam_size=self.options.beam_size, word_timestamps=True,
@@ -360,6 +359,10 @@ class Transcriber(threading.Thread):
             self._event(u, words[:agreed], final=True)
         if long and u.committed_until > u.decode_from:
             u.decode_from = u.committed_until  # trim committed audio; its text becomes the prompt
+            self._hold()
+        elif long:  # a long stretch with no words to commit (noise the VAD takes for speech): go on after it,
+            # keeping a second for a word across the cut; held here, a full-speed replay would wait for ever
+            u.decode_from = u.committed_until = end - int(o.cadence * SAMPLE_RATE)
             self._hold()
         u.hypothesis = words[agreed:]
         if u.hypothesis:

@@ -6,6 +6,7 @@ import soundfile as sf
 
 from stream_ser.features import N_FEATURES, N_FRAMES, WINDOW_SAMPLES, SessionNorm, extract, normaliser, raw_features
 from stream_ser.training import normalise
+from stream_ser.sources import condition
 from stream_ser.windows import clip_windows, cut
 
 from .conftest import SER, need_shared, run_pipeline
@@ -67,6 +68,7 @@ def test_training_and_streaming_see_identical_windows_and_features():
     need_shared()
     clip = SER / "ravdess" / "03-01-05-02-01-01-18.flac"  # angry, actor 18
     audio, _ = sf.read(clip, dtype="float32")
+    audio = condition(audio)  # as training's dataset does: what the stream's source does to every block
     train_windows = clip_windows(audio)
     raw = np.stack([raw_features(cut(audio, w)) for w in train_windows])
     session = normalise.make_spec("session", raw)

@@ -215,3 +215,16 @@ def test_output_fifo_without_reader_is_refused_not_hung(rec, tmp_path):
     fifo = tmp_path / "out.fifo"
     os.mkfifo(fifo)
     one_line(run_cli("replay", path, "--speed", "0", "--jsonl", fifo, "--no-transcript", timeout=120), 2, "FIFO")
+
+
+def test_a_failing_output_does_not_let_another_empty_its_old_file(tmp_path):
+    """Found by bench/fuzz.py: --jsonl /dev/full stopped the session (exit 1),
+    and the --srt beside it, with no words yet, replaced yesterday's SRT with nothing."""
+    tone = tmp_path / "tone.wav"
+    sf.write(tone, 0.3 * np.sin(2 * np.pi * 220 * np.arange(3 * 16000) / 16000), 16000)
+    srt = tmp_path / "old.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nyesterday\n\n")
+    before = srt.read_bytes()
+    r = run_cli("replay", tone, "--speed", "0", "--plain", "--jsonl", "/dev/full", "--srt", srt)
+    one_line(r, 1, "/dev/full")
+    assert srt.read_bytes() == before and not list(tmp_path.glob(".*.partial"))

@@ -21,6 +21,7 @@ import soundfile as sf
 
 from ..features import SAMPLE_RATE, raw_features
 from ..labels import EMOTIONS, EMOTIONS_WITH_CALM
+from ..sources import condition
 from ..windows import WindowOptions, clip_windows, cut
 from ..vad import VadGate, VadOptions
 from . import augment
@@ -93,9 +94,9 @@ def _key(split: str, variant: str, seed: int, limit: int | None, clips: list[Cli
     # window logic, the features, the augmentations, the manifest's rows and
     # the files' sizes are part of the key (a stale cache would be train/serve
     # skew, or another dataset's features under this one's name).
-    from .. import features, vad, windows
+    from .. import features, sources, vad, windows
 
-    code = b"".join(Path(m.__file__).read_bytes() for m in (features, vad, windows, augment))
+    code = b"".join(Path(m.__file__).read_bytes() for m in (features, sources, vad, windows, augment))
     code += Path(__file__).read_bytes()
     # the file's size catches audio replaced under the same name (re-encoded, trimmed)
     rows = [(os.path.relpath(c.path, data_dir), c.speaker, c.emotion, c.path.stat().st_size if c.path.exists() else -1) for c in clips]
@@ -158,14 +159,14 @@ def load_windows(
     for i, (clip, y) in enumerate(zip(clips, audio)):
         if variant == "chained":
             y = chain(y, audio, clips, i, rng)
-        windows = clip_windows(y)
+        windows = clip_windows(condition(y))  # as the stream's source conditions it (DC removed)
         if vad_on == "degraded" or windows:
             # babble: three other speakers' clips of the same split
             others = [audio[j] for j in rng.choice(len(audio), 3) if clips[j].speaker != clip.speaker]
             # a session keeps one microphone level (and one pseudo-voice): drawn per speaker
             per_speaker = variant in ("gain", "speaker")
             r = np.random.default_rng([seed, int(clip.speaker.split("_")[-1])]) if per_speaker else rng
-            aug = y if variant == "chained" else augment.apply(variant, y, r, babble=others)
+            aug = condition(y if variant == "chained" else augment.apply(variant, y, r, babble=others))
             if vad_on == "degraded":
                 windows = clip_windows(aug)
         if not windows:
