@@ -90,3 +90,17 @@ def test_calm_corpus_draw_keeps_the_acted_classes_equal_and_weighs_calm_as_a_sha
     assert per_class == pytest.approx([per_class[0]] * 3)  # acted classes equal
     assert p[calm].sum() == pytest.approx(0.5 * per_class[1])  # calm: half the acted neutral windows
     assert np.ptp(p[calm]) == 0  # and spread evenly over the calm windows
+
+
+def test_degraded_windows_follow_the_vad_on_the_degraded_audio(tmp_path, monkeypatch):
+    """vad_on="degraded" cuts the windows where the VAD hears speech in the
+    degraded audio (it calls white noise speech), as replay would; training
+    copies keep the clean clip's positions."""
+    need_shared()
+    from stream_ser.training.dataset import load_windows
+
+    monkeypatch.setenv("STREAM_SER_CACHE", str(tmp_path))
+    clean = load_windows("test", "clean", data_dir=SER, limit=3)
+    noisy = load_windows("test", "noisy", data_dir=SER, limit=3, seed=1, vad_on="degraded")
+    assert len(noisy.x) > len(clean.x)  # the VAD calls the added noise speech, as replay would
+    assert len(load_windows("test", "noisy", data_dir=SER, limit=3, seed=1).x) == len(clean.x)  # training: clean positions
