@@ -13,9 +13,9 @@ import numpy as np
 
 from . import normalise
 from .dataset import DEFAULT_DATA, labels, load_windows
-
-DEFAULT_NEUTRAL = DEFAULT_DATA.parent / "neutral"
 from .metrics import clip_predictions, scores
+
+DEFAULT_NEUTRAL = DEFAULT_DATA.parent / "neutral"  # the calm-speech corpus
 
 
 # the shipped model's training copies (stream_ser/training/augment.py)
