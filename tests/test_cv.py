@@ -76,3 +76,31 @@ def test_cv_cli_refuses_a_run_without_its_folds_and_a_fold_without_epochs(tmp_pa
     assert r.returncode == 2 and "--epochs" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("train", "--fold", "0", "--all-actors", "--epochs", "1", "--out", tmp_path / "f0")
     assert r.returncode == 2 and "one of" in r.stderr
+
+
+def test_calm_corpus_draw_keeps_the_acted_classes_equal_and_weighs_calm_as_a_share_of_neutral():
+    from stream_ser.training.train import calm_draw
+
+    # acted: 2 of class 0, 6 of class 1 (neutral), 4 of class 2; calm corpus: 20 neutral windows
+    y = np.array([0] * 2 + [1] * 6 + [2] * 4 + [1] * 20)
+    calm = np.array([False] * 12 + [True] * 20)
+    p = calm_draw(y, calm, 3, 1, 0.5)
+    assert p.sum() == pytest.approx(1.0)
+    per_class = [p[~calm & (y == k)].sum() for k in range(3)]
+    assert per_class == pytest.approx([per_class[0]] * 3)  # acted classes equal
+    assert p[calm].sum() == pytest.approx(0.5 * per_class[1])  # calm: half the acted neutral windows
+    assert np.ptp(p[calm]) == 0  # and spread evenly over the calm windows
+
+
+def test_degraded_windows_follow_the_vad_on_the_degraded_audio(tmp_path, monkeypatch):
+    """vad_on="degraded" cuts the windows where the VAD hears speech in the
+    degraded audio (it calls white noise speech), as replay would; training
+    copies keep the clean clip's positions."""
+    need_shared()
+    from stream_ser.training.dataset import load_windows
+
+    monkeypatch.setenv("STREAM_SER_CACHE", str(tmp_path))
+    clean = load_windows("test", "clean", data_dir=SER, limit=3)
+    noisy = load_windows("test", "noisy", data_dir=SER, limit=3, seed=1, vad_on="degraded")
+    assert len(noisy.x) > len(clean.x)  # the VAD calls the added noise speech, as replay would
+    assert len(load_windows("test", "noisy", data_dir=SER, limit=3, seed=1).x) == len(clean.x)  # training: clean positions

@@ -186,7 +186,7 @@ def test_exported_prior_scales_neutral_and_neutral_bias_replaces_it(tmp_path):
             np.testing.assert_allclose(balanced.predict(row), p, atol=1e-5)
 
 
-@pytest.mark.parametrize("variant", ["noise", "telephone", "reverb", "pitch", "gain", "mp3", "stretch", "opus", "chain", "noisy"])
+@pytest.mark.parametrize("variant", ["noise", "telephone", "reverb", "pitch", "gain", "mp3", "stretch", "opus", "chain", "noisy", "speaker"])
 def test_augmentation_keeps_length_and_changes_the_audio(variant):
     """Window positions found on the clean clip stay valid for every copy."""
     from stream_ser.training.augment import apply

@@ -155,6 +155,12 @@ def evaluate(model, spec: dict, split: str, condition: str, keep_calm: bool, dat
     pred = clip_predictions(probs, ws.clip_of_window, len(ws.clip_emotions))
     result = scores(ws.clip_y(keep_calm), pred, names)
     result["ua_per_speaker"] = ua_by_group(ws.clip_y(keep_calm), pred, ws.clip_speakers, names)
+    if not keep_calm:
+        from .cv import arousal_ua
+
+        clip_probs = np.stack([probs[ws.clip_of_window == c].mean(0) if np.any(ws.clip_of_window == c)
+                               else np.full(len(names), 1 / len(names)) for c in range(len(ws.clip_emotions))])
+        result["arousal_ua"] = arousal_ua(ws.clip_emotions, clip_probs, names)
     result.update({"split": split, "condition": condition, "labels": list(names), "windows": int(len(ws.x)),
                    "speakers": sorted(set(ws.clip_speakers)), "model": model.name, "params": int(model.count_params()),
                    "normalisation": spec["kind"]})
@@ -300,7 +306,8 @@ def evaluate_command(args) -> int:
         return 0
     for r in results:
         print(f"{r['model']} on {r['split']} ({', '.join(r['speakers'])}), condition {r['condition']}, neutral prior {r['neutral_bias']:g}: "
-              f"UA {r['ua']:.3f}  macro-F1 {r['macro_f1']:.3f}  WA {r['wa']:.3f}  ({r['n']} clips, {r['windows']} windows)")
+              f"UA {r['ua']:.3f}  macro-F1 {r['macro_f1']:.3f}  WA {r['wa']:.3f}"
+              + (f"  arousal UA {r['arousal_ua']:.3f}" if "arousal_ua" in r else "") + f"  ({r['n']} clips, {r['windows']} windows)")
         print("  recall: " + "  ".join(f"{k} {v:.2f}" for k, v in r["recall"].items()))
         print("  UA per speaker: " + "  ".join(f"{k} {v:.3f}" for k, v in r["ua_per_speaker"].items()))
         if r["no_window"]:

@@ -13,9 +13,9 @@ import numpy as np
 
 from . import normalise
 from .dataset import DEFAULT_DATA, labels, load_windows
-
-DEFAULT_NEUTRAL = DEFAULT_DATA.parent / "neutral"
 from .metrics import clip_predictions, scores
+
+DEFAULT_NEUTRAL = DEFAULT_DATA.parent / "neutral"  # the calm-speech corpus
 
 
 # the shipped model's training copies (stream_ser/training/augment.py)
@@ -114,6 +114,16 @@ def recalibrate_batchnorm(model, x: np.ndarray, rng, batch_size: int, batches: i
         model(x[rng.choice(len(x), min(batch_size, len(x)), replace=False)], training=True)
 
 
+def calm_draw(y: np.ndarray, calm: np.ndarray, n_classes: int, neutral: int, calm_weight: float) -> np.ndarray:
+    """Probability of drawing each window into an epoch: the classes of the
+    acted windows (``~calm``) weigh equally, and the calm-corpus windows share
+    ``calm_weight`` times the acted neutral windows' total."""
+    acted = np.bincount(y[~calm], minlength=n_classes)
+    weight = (np.sum(~calm) / (n_classes * np.maximum(acted, 1)))[y]
+    weight[calm] = calm_weight * weight[~calm & (y == neutral)].sum() / max(calm.sum(), 1)
+    return weight / weight.sum()
+
+
 def _mask(x: np.ndarray, rng, width_t: int, width_f: int) -> np.ndarray:
     x = x.copy()
     n, t, f = x.shape
@@ -209,12 +219,8 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
 
             calm_speakers = {c.speaker for c in read_manifest(Path(opts.neutral_dir))}
             calm = np.isin(np.concatenate([w.speaker_of_window() for w in train_sets]), list(calm_speakers))
-            acted = np.bincount(y[~calm], minlength=len(names))
-            weight = (np.sum(~calm) / (len(names) * np.maximum(acted, 1)))[y]
-            neutral_total = weight[~calm & (y == names.index("neutral"))].sum()
-            weight[calm] = opts.calm_weight * neutral_total / max(calm.sum(), 1)
             # drawn in proportion to weight, so the epoch is not spent on down-weighted calm windows
-            draw, weight = weight / weight.sum(), np.ones(len(y), np.float32)
+            draw, weight = calm_draw(y, calm, len(names), names.index("neutral"), opts.calm_weight), np.ones(len(y), np.float32)
         y1 = np.eye(len(names), dtype=np.float32)[y]
         # a session is one speaker under one recording chain
         session = np.concatenate([[f"{v}/{s}" for s in w.speaker_of_window()] for v, w in zip(opts.variants, train_sets)])
