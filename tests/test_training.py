@@ -199,10 +199,11 @@ def test_augmentation_keeps_length_and_changes_the_audio(variant):
     out = apply(variant, audio, np.random.default_rng(0))
     assert out.dtype == np.float32 and out.shape == audio.shape and np.all(np.isfinite(out))
     # a real change: the residual is at least -26 dB of the clip's energy (the gentlest, a codec
-    # or a gain step, measure about -20 to -24 dB), and the clip keeps a usable level (within 10 dB)
+    # or a gain step, measure about -20 to -24 dB), and the clip keeps a usable level
     residual_db = 10 * np.log10(np.sum((out - audio) ** 2) / np.sum(audio ** 2))
     level_db = 10 * np.log10(np.mean(out ** 2) / np.mean(audio ** 2))
-    assert residual_db > -26 and abs(level_db) < 10, (residual_db, level_db)
+    level_range = 21 if variant in ("gain", "speaker") else 10  # these draw a microphone level of -20..+10 dB on purpose
+    assert residual_db > -26 and abs(level_db) < level_range, (residual_db, level_db)
 
 
 def test_train_with_val_trains_on_train_and_val_speakers_and_evaluate_refuses_them(tmp_path):
