@@ -76,7 +76,8 @@ class Dashboard:
         whole_session: show the whole session compressed instead of the last
             ``history`` seconds.  None: switch to it once audio arrives faster
             than real time (``replay --speed 0``), where the last minute flies by.
-        min_confidence: below it an emotion is shown as uncertain.
+        min_confidence: below it an emotion is shown as uncertain (with ``state``
+            given, the state's own ``uncertain_below`` decides).
         hold: wall seconds an emotion stays "now" after it arrived (it also
             stays while its utterance goes on).
         clock: monotonic wall clock (tests pass their own).
@@ -91,7 +92,8 @@ class Dashboard:
                                            uncertain_below=min_confidence)
         self.console, self.refresh_hz = console, refresh_hz
         self.history, self.whole_session = history, whole_session
-        self.min_confidence, self.hold, self.clock = min_confidence, hold, clock
+        self.min_confidence = self.state.uncertain_below  # one threshold for the badge, the tags and the timeline
+        self.hold, self.clock = hold, clock
         self._started = clock()
         self._quitting = False
         # ---- state of the drawing thread

@@ -2,7 +2,6 @@
 arousal scoring, and the fast path's windows on ordinary speech."""
 
 import csv
-import json
 
 import numpy as np
 import pytest

@@ -4,13 +4,11 @@ the loop by any route leaves nothing running, and the code's layers point down."
 
 import ast
 import gc
-import json
 import logging
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -347,10 +345,9 @@ def run_transcriber(script, seconds=4.0):
     block = np.zeros(SR // 10, np.float32)
     for _ in range(int(seconds * 10)):
         ring.write(block)
-        time.sleep(0.002)
         deadline = time.monotonic() + 2
-        while ring.written - 0 >= SR * (len(decoder.calls) + 1) and time.monotonic() < deadline and len(decoder.calls) < ring.written // SR:
-            time.sleep(0.005)  # let each cadence's decode happen in order
+        while len(decoder.calls) < ring.written // SR and time.monotonic() < deadline:
+            time.sleep(0.005)  # one decode per second of audio, in order, before more audio arrives
     t.utterance(Utterance("end", int(seconds * SR), index=0))
     ring.write(np.zeros(SR, np.float32))
     t.finish()

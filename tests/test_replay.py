@@ -1,6 +1,5 @@
 """End to end on real speech: windows, transcript, exports, the Python API."""
 
-import json
 import re
 import time
 
@@ -9,7 +8,6 @@ import pytest
 import soundfile as sf
 
 import stream_ser
-from stream_ser.pipeline import PipelineOptions
 
 from .conftest import SR, espeak, read_events, run_cli, run_pipeline
 

@@ -352,7 +352,8 @@ def cv_command(args, data: Path) -> int:
             raise UsageError(str(e)) from None
         bias = own if args.neutral_bias is None else args.neutral_bias
         scored = cv.ordinary(model, normalise.spec_for(model_path), names, neutral_dir, speech_dir)
-        result = {"model": str(model_path), "neutral_bias": bias}
+        # as the user named it (the bundled one: "models"), never this machine's absolute path
+        result = {"model": args.model or "models", "neutral_bias": bias}
         _, heard = normalise.trained_on(model_path)
         for name, sc in scored.items():
             if heard and heard & set(sc.ws.clip_speakers):  # training speakers: not a false-alarm rate
