@@ -146,7 +146,24 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "and ../shared/data/speech, each speaker one session (fast path)")
     g.add_argument("--write", metavar="JSON", help="with --cv/--ordinary: also write the full results here (e.g. models/runs/NAME.json)")
     _add_batch_commands(sub)
+    _add_schema_command(sub)
     return p
+
+
+# ---- the event contract (issue 25) ------------------------------------------------
+
+def _add_schema_command(sub) -> None:
+    s = sub.add_parser("schema", help="print the JSON Schema of the events",
+                       description="Print the JSON Schema (draft 2020-12) that every event of --jsonl follows; "
+                                   "status events carry its version as schema_version.")
+    s.add_argument("--markdown", action="store_true", help="print the events reference as Markdown tables instead")
+
+
+def schema_command(args) -> int:
+    from . import schema
+
+    sys.stdout.write(schema.markdown() if args.markdown else schema.text())
+    return EXIT_OK
 
 
 # ---- batch and report (issue 22) ------------------------------------------------
@@ -353,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
             return batch_command(args)
         if args.command == "report":
             return report_command(args)
+        if args.command == "schema":
+            return schema_command(args)
         if args.command == "evaluate":
             from .training.cli import evaluate_command
 

@@ -6,6 +6,11 @@ The contract other tools read (one JSON object per line): every event has
 wall time at which the audio's last sample was captured; in ``--speed 0``
 replay that is the compute and queueing time).  ``utterance`` numbers the VAD's
 utterances from 0, the same in emotion, transcript and speech events.
+
+The contract is a JSON Schema shipped beside this module
+(``events.schema.json``, printed by ``stream-ser schema``); every status event
+carries its version as ``schema_version``.  A field added here is a field
+added there: ``tests/test_schema.py`` validates real sessions against it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+SCHEMA_VERSION = "1.0"  # of events.schema.json: major = a field removed or changed, minor = one added
 
 
 @dataclass
@@ -68,8 +75,8 @@ class SpeechEvent(Event):
 
 @dataclass
 class StatusEvent(Event):
-    """Health, at least every few seconds: ``start``/``end`` span the audio since
-    the last status.  ``compute_ratio`` is each stage's CPU time per audio
+    """Health, about every second of wall time and once at the end: ``start``/``end``
+    span the audio since the last status.  ``compute_ratio`` is each stage's CPU time per audio
     second so far (a busy machine does not inflate it); ``wall_ratio`` the
     wall time of the same work (it includes waiting for a core)."""
 
@@ -87,6 +94,7 @@ class StatusEvent(Event):
     wall_ratio: dict[str, float] = field(default_factory=dict)
     in_speech: bool = False
     warnings: list[str] = field(default_factory=list)
+    schema_version: str = SCHEMA_VERSION  # which events.schema.json these events follow
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
