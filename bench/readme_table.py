@@ -72,7 +72,8 @@ def performance() -> str:
             rows.append(f"| {t['name']} | {_number(t['value'], unit)} | {t['op']} {_number(t['limit'], unit)} | "
                         f"{'yes' if t['met'] else '**no**'} | `bench/{r['bench']}.py` | {r.get('when', '?')[:10]} | {load[0]} |")
     head = [f"Measured on {'; '.join(sorted(machines))}, no GPU. \"load\" is the machine's 1-minute load average when the",
-            "script started (2 cores: above 2, other work was competing). Details, commit and every run: `bench/results/<script>.json`.",
+            "script wrote its results (on 2 cores, above 2 means other work was competing). The commit, the runs and the",
+            "details of each row: `bench/results/<script>.json`.",
             "", "| what | measured | target | met | script | date | load |", "|---|---|---|---|---|---|---|"]
     return "\n".join(head + rows)
 
