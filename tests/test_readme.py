@@ -1,0 +1,272 @@
+"""The README runs: every shell and Python block is executed (in README order,
+in one scratch directory, so later blocks use the files of earlier ones) unless
+a marker says why it cannot run here, and what it prints has the documented
+shape.  The README's example outputs are checked against the same formats, so
+neither the program nor the text can drift alone.
+
+Markers, an HTML comment on the line before a fenced block:
+``<!-- readme-test: run NAME -->`` runs it and applies ``CHECKS[NAME]``;
+``<!-- readme-test: skip REASON -->`` does not run it (a microphone, an install,
+../shared data, hours of CPU); ``<!-- readme-test: example NAME -->`` marks an
+example output that ``EXAMPLES[NAME]`` checks."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import DATA, ROOT
+
+jsonschema = pytest.importorskip("jsonschema")
+
+README = ROOT / "README.md"
+FENCE = re.compile(r"(?:<!-- readme-test: (?P<mark>[^>]*?) -->\n)?```(?P<lang>[\w-]*)\n(?P<body>.*?)\n```", re.S)
+RUNNABLE = ("sh", "python")
+
+# the documented line formats (README, "Reading the output")
+PLAIN_EMOTION = re.compile(r"^\[ *\d+\.\d- *\d+\.\d\] emotion [a-z]+ +[01]\.\d\d  \(\d+ ms\)$")
+PLAIN_TRANSCRIPT = re.compile(r"^\[ *\d+\.\d- *\d+\.\d\] (\([a-z]+ [01]\.\d\d\) )?\S.*$")
+STATUS = re.compile(r"^status +\d+\.\ds  level (silent|-?\d+ dBFS)  overflows \d+  dropped \d+  compute/audio( [a-z]+ \d+\.\d\d)+(  .+)?$")
+SUMMARY = [re.compile(p) for p in (
+    r"^session: \S.*, \d+\.\d s of audio \(\d+\.\d s speech\) in \d+\.\d s$",
+    r"^emotion windows: \d+ \((no speech|[a-z]+ \d+%(, [a-z]+ \d+%)*)\)$",
+    r"^transcript: \d+ words? in \d+ spans?$",
+    r"^events: \d+ [a-z]+(, \d+ [a-z]+)*$",
+    r"^(emotion|transcript) latency: p50 \d+ ms, p95 \d+ ms, max \d+ ms$",
+    r"^input: overflows \d+, dropped samples \d+, dropped windows \d+$",
+    r"^events written to: \S.*$",
+)]
+SRT_CUE = re.compile(r"^\d+\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n\([a-z]+ [01]\.\d\d\) \S.*$")
+
+
+def blocks() -> list[dict]:
+    return [{"mark": m["mark"] or "", "lang": m["lang"], "body": m["body"]} for m in FENCE.finditer(README.read_text())]
+
+
+def named(kind: str) -> dict[str, dict]:
+    out = {}
+    for b in blocks():
+        words = b["mark"].split()
+        if words[:1] == [kind]:
+            assert len(words) == 2 and words[1] not in out, f"README: a bad or repeated marker {b['mark']!r}"
+            out[words[1]] = b
+    return out
+
+
+@pytest.fixture(scope="module")
+def validator():
+    from stream_ser import schema
+
+    return jsonschema.Draft202012Validator(schema.load())
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory) -> tuple[Path, dict[str, subprocess.CompletedProcess]]:
+    """Every runnable block, in README order, in one scratch directory laid out
+    like a clone (``tests/data/jfk.flac``) with ``stream-ser`` on the PATH."""
+    work = tmp_path_factory.mktemp("readme")
+    (work / "tests" / "data").mkdir(parents=True)
+    shutil.copy(DATA / "jfk.flac", work / "tests" / "data" / "jfk.flac")
+    bin_dir = work / ".bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "stream-ser"  # this checkout's code, whatever is installed
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m stream_ser "$@"\n')
+    shim.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+               PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    results = {}
+    for name, b in named("run").items():
+        assert b["lang"] in RUNNABLE, f"README block {name}: cannot run a {b['lang']!r} block"
+        cmd = ["bash", "-e", "-o", "pipefail", "-c", b["body"]] if b["lang"] == "sh" else [sys.executable, "-c", b["body"]]
+        t0 = time.monotonic()
+        results[name] = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
+        results[name].seconds = time.monotonic() - t0
+    return work, results
+
+
+def ok(r: subprocess.CompletedProcess, name: str) -> None:
+    assert r.returncode == 0, f"README block {name}: exit {r.returncode}\n{r.stderr[-3000:]}"
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+
+
+def lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def check_plain(out: list[str]) -> None:
+    bad = [line for line in out if not (PLAIN_EMOTION.match(line) or PLAIN_TRANSCRIPT.match(line))]
+    assert not bad, bad
+    assert sum(bool(PLAIN_EMOTION.match(line)) for line in out) >= 8
+
+
+def check_stderr(out: list[str]) -> None:
+    bad = [line for line in out if not (STATUS.match(line) or any(p.match(line) for p in SUMMARY))]
+    assert not bad, bad
+    assert any(STATUS.match(line) for line in out) and any(SUMMARY[0].match(line) for line in out)
+
+
+def check_events(validator, events: list[dict]) -> None:
+    errors = [f"{e.get('type')}: {err.message}" for e in events for err in validator.iter_errors(e)]
+    assert not errors, errors[:5]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# ---- what each runnable block must print or write ---------------------------------
+
+def check_first_run(work, r, validator):
+    ok(r, "first-run")
+    check_plain(lines(r.stdout))
+    check_stderr(lines(r.stderr))
+    # the README's examples are this run's output (latencies and wall times aside): a new model or
+    # transcriber changes them, and then the README is regenerated from a run, not edited by hand
+    ex = named("example")
+    timeless = lambda text: [re.sub(r"\(\d+ ms\)$", "(… ms)", line) for line in lines(text)]
+    assert timeless(ex["plain"]["body"]) == timeless(r.stdout), f"README's plain example is stale; this run printed:\n{r.stdout}"
+    counts = re.compile(r"^(emotion windows|transcript|events): ")
+    assert [x for x in lines(ex["summary"]["body"]) if counts.match(x)] == [x for x in lines(r.stderr) if counts.match(x)], r.stderr
+    srt = (work / "jfk.srt").read_text()
+    assert srt.startswith(ex["srt"]["body"] + "\n\n"), f"README's SRT example is stale; this run wrote:\n{srt}"
+    events = read_jsonl(work / "events.jsonl")
+    check_events(validator, events)
+    assert {e["type"] for e in events} == {"emotion", "transcript", "speech", "status"}
+    cues = (work / "jfk.srt").read_text().strip().split("\n\n")
+    assert len(cues) >= 3 and all(SRT_CUE.match(c) for c in cues), cues
+
+
+def check_version(work, r, validator):
+    ok(r, "version")
+    assert re.fullmatch(r"stream-ser \d+\.\d+\.\d+\S*\n", r.stdout), r.stdout
+
+
+def check_schema(work, r, validator):
+    from stream_ser import schema
+
+    ok(r, "schema")
+    assert json.loads((work / "events.schema.json").read_text()) == schema.load()
+
+
+def check_validate(work, r, validator):
+    from stream_ser.events import SCHEMA_VERSION
+
+    ok(r, "validate")
+    n = len(read_jsonl(work / "events.jsonl"))
+    assert r.stdout == f"{n} events valid, schema {SCHEMA_VERSION}\n", r.stdout
+
+
+def check_api(work, r, validator):
+    ok(r, "api")
+    out = lines(r.stdout)
+    pattern = re.compile(r"^\d+\.\d+ (\{'label': '[a-z]+', 'confidence': [01]\.\d+\}|None) \S.*$")
+    assert len(out) >= 3 and all(pattern.match(line) for line in out), out
+    assert "ask not" in r.stdout
+
+
+def check_pipeline(work, r, validator):
+    ok(r, "pipeline")
+    m = re.fullmatch(r"(\d+) windows: ([a-z ]+)\n", r.stdout)
+    assert m and int(m[1]) == len(m[2].split()) >= 8, r.stdout
+
+
+def check_batch(work, r, validator):
+    ok(r, "batch")
+    archive = work / "archive"
+    assert (archive / "calls.parquet").is_file() and (archive / "segments.parquet").is_file()
+    check_events(validator, read_jsonl(archive / "calls" / "jfk.jsonl"))
+    page = (work / "call.html").read_text()
+    assert page.lstrip().lower().startswith("<!doctype html") and "plotly" in page.lower()
+
+
+def check_tables(work, r, validator):
+    ok(r, "tables")
+    first, second = lines(r.stdout)
+    assert re.fullmatch(r"jfk [a-z]+ \d+ None", first), first
+    assert re.fullmatch(r"\d+ segments; \[.*'label'.*\]", second), second
+
+
+def check_refused(name: str, message: str):
+    def check(work, r, validator):
+        ok(r, name)  # `|| echo "exit $?"`: the block itself succeeds
+        assert r.stdout == "exit 2\n", r.stdout
+        assert lines(r.stderr) == [lines(r.stderr)[0]] and lines(r.stderr)[0].startswith(message), r.stderr
+
+    return check
+
+
+CHECKS = {"first-run": check_first_run, "version": check_version, "schema": check_schema, "validate": check_validate,
+          "api": check_api, "pipeline": check_pipeline, "batch": check_batch, "tables": check_tables,
+          "no-device": check_refused("no-device", "stream-ser: no input device with index 999"),
+          "bad-file": check_refused("bad-file", "stream-ser: missing.wav: no such file")}
+
+
+def test_every_block_runs_or_says_why_not():
+    for b in blocks():
+        if b["lang"] in RUNNABLE:
+            kind, _, rest = b["mark"].partition(" ")
+            assert kind in ("run", "skip") and rest.strip(), f"README block without a readme-test marker:\n{b['body'][:200]}"
+    assert set(named("run")) == set(CHECKS), set(named("run")) ^ set(CHECKS)
+
+
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_block(name, ran, validator):
+    work, results = ran
+    CHECKS[name](work, results[name], validator)
+
+
+# ---- the README's example outputs have the formats the program prints -------------
+
+def test_examples_have_the_documented_shape(validator):
+    ex = named("example")
+    check_plain(lines(ex["plain"]["body"]))
+    check_stderr(lines(ex["summary"]["body"]))
+    cues = ex["srt"]["body"].split("\n\n")
+    assert all(SRT_CUE.match(c) for c in cues), cues
+    check_events(validator, [json.loads(line) for line in lines(ex["jsonl"]["body"])])
+
+
+def test_dashboard_example_is_the_dashboard():
+    """The README's picture has the frame the dashboard draws at 80x24: its header,
+    its panels and legends (rendered here from the README's own JSONL example)."""
+    from rich.console import Console
+
+    from stream_ser.dashboard import Dashboard
+    from stream_ser.events import EmotionEvent, SpeechEvent, StatusEvent, TranscriptEvent
+
+    picture = named("example")["dashboard"]["body"].split("\n")
+    assert len(picture) == 24 and max(len(line) for line in picture) <= 80
+    kinds = {"emotion": EmotionEvent, "transcript": TranscriptEvent, "speech": SpeechEvent, "status": StatusEvent}
+    dash = Dashboard("jfk.flac", 16000, whole_session=False)  # the rolling timeline, as live and at --speed 1
+    for e in (json.loads(line) for line in lines(named("example")["jsonl"]["body"])):
+        if e.get("level_dbfs", 0) is None:
+            e["level_dbfs"] = -math.inf
+        dash.update(kinds[e["type"]](**e))
+    console = Console(record=True, width=80, height=24, file=io.StringIO())
+    dash.console = console
+    console.print(dash)
+    drawn = console.export_text().split("\n")
+    header = re.compile(r"^stream-ser  ·  \S+ · 16 kHz  ·  elapsed \d+:\d\d  ·  audio \d+:\d\d +q quit$")
+    assert header.match(picture[0]) and header.match(drawn[0]), (picture[0], drawn[0])
+    for fixed in ("─ health ─", "─ emotion timeline · last", "─ transcript · ", "latency ms last  p50  p95 compute"):
+        assert any(fixed in line for line in picture) and any(fixed in line for line in drawn), fixed
+    legends = [line for line in drawn if "A angry  D disgust" in line or "? uncertain" in line]
+    assert legends and all(line in picture for line in legends), legends
+
+
+def test_generated_blocks_are_current():
+    """The performance table matches bench/results and the events tables the schema."""
+    sys.path.insert(0, str(ROOT))
+    from bench import readme_table
+
+    assert readme_table.main(["--check"]) == 0, "run `python bench/readme_table.py`"
