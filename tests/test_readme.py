@@ -270,3 +270,28 @@ def test_generated_blocks_are_current():
     from bench import readme_table
 
     assert readme_table.main(["--check"]) == 0, "run `python bench/readme_table.py`"
+
+
+def test_model_card_ravdess_recipe_rebuilds_the_manifest(tmp_path):
+    """The model card's script, on one clip per actor of ../shared/data/ser laid out
+    as the Zenodo download (Actor_NN/<stem>.wav), writes the shared manifest's rows."""
+    import csv
+
+    from .conftest import SER, need_shared
+
+    need_shared()
+    card = (ROOT / "models" / "MODEL_CARD.md").read_text()
+    section = card[card.index("## How to get RAVDESS and build the manifest to retrain"):]
+    script = re.search(r"```python\n(.*?)\n```", section, re.S)[1]
+    rows = list(csv.DictReader(open(SER / "manifest.csv", newline="")))
+    # one clip per actor, a different emotion and intensity for each
+    picked = [[r for r in rows if r["speaker"] == f"ravdess_{a:02d}"][(a * 7) % 60] for a in range(1, 21)]
+    for r in picked:
+        stem = Path(r["path"]).stem
+        (tmp_path / "zenodo" / f"Actor_{stem[-2:]}").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "zenodo" / f"Actor_{stem[-2:]}" / f"{stem}.wav").symlink_to(SER / r["path"])
+    (tmp_path / "build_ravdess.py").write_text(script)
+    run = subprocess.run([sys.executable, "build_ravdess.py", "zenodo", "out"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert list(csv.DictReader(open(tmp_path / "out" / "manifest.csv", newline=""))) == sorted(picked, key=lambda r: r["path"])
+    assert all((tmp_path / "out" / r["path"]).is_file() for r in picked)
