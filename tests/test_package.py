@@ -15,6 +15,11 @@ def test_wheel_installs_into_a_fresh_venv_and_replays(tmp_path):
     subprocess.run([sys.executable, "-m", "build", "--wheel", "-o", str(dist), str(ROOT)],
                    check=True, capture_output=True, timeout=300)
     wheel = next(dist.glob("stream_ser-*.whl"))
+    import zipfile
+
+    names = zipfile.ZipFile(wheel).namelist()
+    for shipped in ("stream_ser/events.schema.json", "stream_ser/models/emotion.tflite", "/licenses/LICENSE", "/licenses/NOTICE"):
+        assert any(n.endswith(shipped) for n in names), shipped  # the event contract, the model, the licences
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)], capture_output=True, text=True, timeout=900)
@@ -29,6 +34,9 @@ def test_wheel_installs_into_a_fresh_venv_and_replays(tmp_path):
                            cwd=work, capture_output=True, text=True, timeout=120)
     assert where.stdout.strip().startswith(str(venv)), where  # the model inside the installed package
     events = [json.loads(line) for line in (work / "out.jsonl").read_text().splitlines()]
+    schema = subprocess.run([str(venv / "bin" / "stream-ser"), "schema"], cwd=work, capture_output=True, text=True, timeout=60)
+    assert schema.returncode == 0 and json.loads(schema.stdout)["$id"].startswith("urn:stream-ser:events:"), schema.stderr
+    assert {e["schema_version"] for e in events if e["type"] == "status"} == {json.loads(schema.stdout)["$id"].rsplit(":", 1)[1]}
     assert sum(e["type"] == "emotion" for e in events) >= 8
     text = " ".join(e["text"] for e in events if e["type"] == "transcript" and e["final"]).lower()
     assert "ask not what your country can do for you" in text, text
