@@ -69,12 +69,13 @@ def performance() -> str:
         load = m.get("loadavg") or ["?"]
         for t in r.get("targets", []):
             unit = t.get("unit", "")
+            commit = (r.get("commit") or "?")[:7] + ("+" if r.get("dirty") else "")
             rows.append(f"| {t['name']} | {_number(t['value'], unit)} | {t['op']} {_number(t['limit'], unit)} | "
-                        f"{'yes' if t['met'] else '**no**'} | `bench/{r['bench']}.py` | {r.get('when', '?')[:10]} | {load[0]} |")
+                        f"{'yes' if t['met'] else '**no**'} | `bench/{r['bench']}.py` | {r.get('when', '?')[:10]} | {commit} | {load[0]} |")
     head = [f"Measured on {'; '.join(sorted(machines))}, no GPU. \"load\" is the machine's 1-minute load average when the",
-            "script wrote its results (on 2 cores, above 2 means other work was competing). The commit, the runs and the",
-            "details of each row: `bench/results/<script>.json`.",
-            "", "| what | measured | target | met | script | date | load |", "|---|---|---|---|---|---|---|"]
+            "script wrote its results (on 2 cores, above 2 means other work was competing); \"commit\" the code measured (+: with uncommitted changes). The runs",
+            "and details of each row: `bench/results/<script>.json`.",
+            "", "| what | measured | target | met | script | date | commit | load |", "|---|---|---|---|---|---|---|---|"]
     return "\n".join(head + rows)
 
 

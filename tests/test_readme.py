@@ -210,6 +210,8 @@ def check_srt_plain(work, r, validator):
 
 def check_refused(name: str, message: str):
     def check(work, r, validator):
+        if r.stderr.startswith("stream-ser: PortAudio is not installed"):
+            pytest.skip("no PortAudio library here (.ci/run installs libportaudio2)")
         ok(r, name)  # `|| echo "exit $?"`: the block itself succeeds
         assert r.stdout == "exit 2\n", r.stdout
         assert lines(r.stderr) == [lines(r.stderr)[0]] and lines(r.stderr)[0].startswith(message), r.stderr
