@@ -82,6 +82,15 @@ def read_events(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
+def schema_errors(events: list[dict]) -> list[str]:
+    """Every violation of the shipped event schema (stream_ser/events.schema.json) in ``events``."""
+    jsonschema = pytest.importorskip("jsonschema")
+    from stream_ser import schema
+
+    validator = jsonschema.Draft202012Validator(schema.load())
+    return [f"{e.get('type')} {list(err.absolute_path)}: {err.message}" for e in events for err in validator.iter_errors(e)]
+
+
 @pytest.fixture(scope="session")
 def emotion_model():
     from stream_ser.emotion import DEFAULT_MODELS, EmotionModel

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CLI, ROOT, need, read_events, run_cli
+from .conftest import CLI, ROOT, need, read_events, run_cli, schema_errors
 from stream_ser.virtual_mic import VirtualMic
 
 
@@ -83,6 +83,7 @@ def test_listen_matches_replay(mic, jfk, tmp_path):
     last = [e for e in live if e["type"] == "status"][-1]
     assert last["overflows"] == 0 and last["dropped_samples"] == 0
     assert last["sample_rate"] > 0
+    assert not schema_errors(live + ref), schema_errors(live + ref)[:5]  # a live session keeps the event contract too
 
 
 def test_device_vanishing_ends_cleanly_with_events_on_disk(mic, jfk, tmp_path):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DATA, ROOT
+from .conftest import DATA, ROOT, schema_errors
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -119,7 +119,7 @@ def check_stderr(out: list[str]) -> None:
 
 
 def check_events(validator, events: list[dict]) -> None:
-    errors = [f"{e.get('type')}: {err.message}" for e in events for err in validator.iter_errors(e)]
+    errors = schema_errors(events)
     assert not errors, errors[:5]
 
 

@@ -14,7 +14,7 @@ import soundfile as sf
 from stream_ser import events as ev
 from stream_ser import schema
 
-from .conftest import ROOT, SR, run_cli, run_pipeline
+from .conftest import ROOT, SR, run_cli, run_pipeline, schema_errors
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -30,7 +30,7 @@ def validator():
 
 def problems(validator, events: list[dict]) -> list[str]:
     """Every schema violation, and what a schema cannot say: end >= start."""
-    out = [f"{e.get('type')} {list(err.absolute_path)}: {err.message}" for e in events for err in validator.iter_errors(e)]
+    out = schema_errors(events)
     out += [f"{e['type']} ends before it starts: {e}" for e in events if e["end"] < e["start"]]
     return out
 
