@@ -219,7 +219,7 @@ def test_usage_errors_are_one_line(tmp_path, archive):
 
 
 def test_summarise_negative_run_and_arousal():
-    from stream_ser.summary import summarise
+    from stream_ser.session import summarise
 
     def em(start, label, arousal):
         return {"type": "emotion", "start": start, "end": start + 2.5, "label": label, "confidence": 0.5, "probs": {label: 1.0},
