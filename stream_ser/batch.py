@@ -407,7 +407,7 @@ class Archive:
         from .events import TranscriptEvent
         from .outputs import subtitle_cue
         from .report import PLOTLY_JS, render_html
-        from .summary import summarise
+        from .session import summarise
 
         events = result["events"]
         s = summarise(events)

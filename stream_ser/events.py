@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 SCHEMA_VERSION = "1.0"  # of events.schema.json: major = a field removed or changed, minor = one added
@@ -106,4 +106,22 @@ class StatusEvent(Event):
 def emotion_tag(emotion: dict[str, Any] | None) -> str:
     return f"({emotion['label']} {emotion['confidence']:.2f}) " if emotion else ""
 
+
+_TYPES = {"emotion": EmotionEvent, "transcript": TranscriptEvent, "speech": SpeechEvent, "status": StatusEvent}
+
+
+def event_from_dict(d: dict[str, Any]) -> Event:
+    """The event a JSONL line holds (:meth:`Event.to_dict` reversed): unknown
+    keys are ignored and missing ones take their defaults, so older or
+    hand-made files read too.  Raises ``ValueError`` for an unknown type."""
+    cls = _TYPES.get(d.get("type"))
+    if cls is None:
+        raise ValueError(f"unknown event type {d.get('type')!r}")
+    names = {f.name for f in fields(cls)}
+    kw = {k: v for k, v in d.items() if k in names}
+    for k in ("start", "end", "emitted_at", "latency_ms"):
+        kw.setdefault(k, 0.0)
+    if cls is StatusEvent and kw.get("level_dbfs") is None:
+        kw["level_dbfs"] = -math.inf  # to_dict writes silence's -inf as null
+    return cls(**kw)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import UsageError
 from .labels import EMOTIONS, emotion_look
-from .summary import summarise
+from .session import summarise
 
 PLOTLY_JS = "plotly.min.js"  # the name a batch gives its one copy of plotly.js
 

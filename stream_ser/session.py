@@ -1,6 +1,8 @@
 """SessionState: one session, reduced from its events.  The live dashboard,
-the plain view's end-of-session summary (and the web page and batch report)
-are views of it: they read the state, never a model or a stage.
+the plain view's end-of-session summary, the per-call report and the row of
+``calls.parquet`` are views of it: they read the state, never a model or a
+stage, so they always agree.  :func:`summarise` reduces a JSONL file's event
+dicts the same way.
 
 Threading: :meth:`SessionState.update` is called on one thread (the consumer
 of :meth:`Pipeline.events`).  Readers on other threads (rich's refresh thread)
@@ -14,14 +16,18 @@ import threading
 import time
 from bisect import bisect_right
 from collections import Counter, deque
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .events import EmotionEvent, Event, SpeechEvent, StatusEvent, TranscriptEvent
+from .events import EmotionEvent, Event, SpeechEvent, StatusEvent, TranscriptEvent, event_from_dict
 from .labels import EMOTIONS
 
 UNCERTAIN_BELOW = 0.2  # an emotion less confident than this is shown as "?" (uncertain)
+
+# Emotions counted as negative for the longest negative run.  Surprise can be
+# either and is left out, as in the arousal split of labels.py.
+NEGATIVE = frozenset({"angry", "disgust", "fearful", "sad"})
 
 
 def percentiles(values: Iterable[float], qs=(50, 95)) -> dict[str, float]:
@@ -50,6 +56,9 @@ class SessionState:
         partial: the newest partial :class:`TranscriptEvent`, or None.
         latency: per stage, every latency in ms (``recent`` keeps the last few hundred).
         counts: events per type; emotion_counts: windows per label; words: committed words.
+        arousal: every window's arousal (those the model gives); negative_run: the
+            longest stretch of overlapping negative windows so far (seconds).
+        clipped, warnings: clipped samples and the distinct warnings over all status events.
         versions: per view region, bumped when its inputs change (views cache on it).
     """
 
@@ -79,6 +88,11 @@ class SessionState:
         self.counts: Counter = Counter()
         self.emotion_counts: Counter = Counter()
         self.versions: Counter = Counter()
+        self.arousal: list[float] = []
+        self.negative_run = 0.0
+        self._run: list[float] | None = None  # the negative run in progress: [start, end]
+        self.clipped = 0
+        self.warnings: list[str] = []
         self.first_event: float | None = None  # clock time of the first event
         self.first_wall: float | None = None  # events' emitted_at, first and last
         self.last_wall: float | None = None
@@ -90,8 +104,9 @@ class SessionState:
             if self.first_event is None:
                 self.first_event = now
             self.counts[event.type] += 1
-            self.first_wall = self.first_wall or event.emitted_at
-            self.last_wall = event.emitted_at
+            if event.emitted_at:  # hand-made events may lack it
+                self.first_wall = min(self.first_wall or math.inf, event.emitted_at)
+                self.last_wall = max(self.last_wall or 0.0, event.emitted_at)
             v = self.versions
             if isinstance(event, StatusEvent):
                 self.status = event
@@ -104,6 +119,8 @@ class SessionState:
                 if event.in_speech != self.in_speech:
                     v["now"] += 1
                 self.in_speech = event.in_speech
+                self.clipped += event.clipped_samples
+                self.warnings += [w for w in event.warnings if w not in self.warnings]
                 v.update(("health", "timeline"))
             elif isinstance(event, SpeechEvent):
                 self._advance(event.start)
@@ -125,6 +142,9 @@ class SessionState:
                 label = event.label if event.confidence >= self.uncertain_below else "?"
                 self.windows.insert(i, (centre, event.start, event.end, label, event.utterance))
                 self.emotion_counts[event.label] += 1
+                if event.arousal is not None:
+                    self.arousal.append(event.arousal)
+                self._negative(event)
                 self._latency("emotion", event.latency_ms)
                 v.update(("health", "now", "timeline"))
             elif isinstance(event, TranscriptEvent):
@@ -149,6 +169,18 @@ class SessionState:
         if self.status is None:  # before any status, events tell how far the audio goes
             self.audio = max(self.audio, t)
 
+    def _negative(self, e: EmotionEvent) -> None:
+        """Windows come in time order: a negative one that overlaps or touches
+        the run extends it; any other label, or a gap, ends it."""
+        if e.label not in NEGATIVE:
+            self._run = None
+            return
+        if self._run is not None and e.start <= self._run[1]:
+            self._run[1] = max(self._run[1], e.end)
+        else:
+            self._run = [e.start, e.end]
+        self.negative_run = max(self.negative_run, self._run[1] - self._run[0])
+
     def _latency(self, stage: str, ms: float) -> None:
         self.latency[stage].append(ms)
         self.recent[stage].append(ms)
@@ -168,3 +200,52 @@ class SessionState:
         """(label, share of windows), most frequent first."""
         total = sum(self.emotion_counts.values())
         return [(k, n / total) for k, n in self.emotion_counts.most_common()] if total else []
+
+    def summary(self) -> dict[str, Any]:
+        """The session's totals, as a row of ``calls.parquet`` and the report's
+        summary.  Keys: ``source``, ``duration_s`` (audio captured; the last
+        window may be padded past it), ``speech_s`` (VAD), ``windows``,
+        ``shares`` ({label: share of windows}), ``dominant`` (most frequent
+        label, None without windows), ``arousal_mean``/``arousal_peak`` (None
+        if the model gives none), ``negative_run_s``, ``words``, ``spans``
+        (final transcript spans), ``latency_ms`` ({stage: {p50, p95, max}}),
+        ``health`` (overflows, dropped samples/windows, skipped transcript
+        audio, clipped samples, warnings seen), ``wall_s`` (first to last
+        emission), ``events`` ({type: count})."""
+        with self.lock:
+            windows = sum(self.emotion_counts.values())
+            last = self.status
+            return {
+                "source": self.source_name,
+                "duration_s": round(self.audio, 3),
+                "speech_s": round(sum(max(0.0, (b if b is not None else self.audio) - a) for a, b, _ in self.spans), 3),
+                "windows": windows,
+                "shares": {k: round(n / windows, 4) for k, n in self.emotion_counts.most_common()},
+                "dominant": self.emotion_counts.most_common(1)[0][0] if windows else None,
+                "arousal_mean": round(float(np.mean(self.arousal)), 4) if self.arousal else None,
+                "arousal_peak": round(float(max(self.arousal)), 4) if self.arousal else None,
+                "negative_run_s": round(self.negative_run, 3),
+                "words": self.words,
+                "spans": self.committed,
+                "latency_ms": {stage: {k: round(v, 1) for k, v in percentiles(ms).items()}
+                               for stage, ms in self.latency.items() if ms},
+                "health": {
+                    "overflows": last.overflows if last else 0,
+                    "dropped_samples": last.dropped_samples if last else 0,
+                    "dropped_windows": last.dropped_windows if last else 0,
+                    "skipped_audio_s": last.skipped_audio_s if last else 0.0,
+                    "clipped_samples": self.clipped,
+                    "warnings": list(self.warnings),
+                },
+                "wall_s": round(self.wall_seconds, 3),
+                "events": dict(self.counts),
+            }
+
+
+def summarise(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """:meth:`SessionState.summary` of a session's event dicts (a JSONL
+    file's lines), in the order written."""
+    state = SessionState()
+    for d in events:
+        state.update(event_from_dict(d))
+    return state.summary()

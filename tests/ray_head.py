@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Iterator
 
 
+LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
 def ray_command() -> Path | None:
     ray = Path(sys.executable).with_name("ray")
     return ray if ray.exists() else None
@@ -29,9 +32,14 @@ def _free_port() -> int:
 def ray_head(cpus: int, env: dict | None = None, timeout: float = 120.0) -> Iterator[str]:
     """Yields the head's address "127.0.0.1:PORT"; its workers run at nice 0
     like local processes (Ray's default is 15) and import what ``env``'s
-    PYTHONPATH says."""
+    PYTHONPATH says.
+
+    Every Ray process of this head, and the driver, must see
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (set before ``import ray``): otherwise
+    Ray turns "127.0.0.1" into the machine's own interface address and its
+    components talk over that, despite ``--node-ip-address``."""
     port = _free_port()
-    env = dict(os.environ if env is None else env, RAY_worker_niceness="0")
+    env = dict(os.environ if env is None else env, RAY_worker_niceness="0", **LOOPBACK_ONLY)
     p = subprocess.Popen([str(ray_command()), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
                           "--num-cpus", str(cpus), "--include-dashboard=false", "--disable-usage-stats"],
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -54,3 +62,25 @@ def ray_head(cpus: int, env: dict | None = None, timeout: float = 120.0) -> Iter
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def head_pids(address: str) -> set[int]:
+    """The process ids of the head serving ``address`` ("127.0.0.1:PORT"):
+    its ``ray start`` and every process below it (GCS, raylet, workers, agents)."""
+    port = address.rsplit(":", 1)[1]
+    parents: dict[int, int] = {}
+    roots = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            pid = int(stat.parent.name)
+            parents[pid] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            if b"start" in argv and b"--head" in argv and port.encode() in argv:
+                roots.add(pid)
+    found, grew = set(roots), True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in found} - found
+        found |= more
+        grew = bool(more)
+    return found
+

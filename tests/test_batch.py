@@ -219,7 +219,7 @@ def test_usage_errors_are_one_line(tmp_path, archive):
 
 
 def test_summarise_negative_run_and_arousal():
-    from stream_ser.summary import summarise
+    from stream_ser.session import summarise
 
     def em(start, label, arousal):
         return {"type": "emotion", "start": start, "end": start + 2.5, "label": label, "confidence": 0.5, "probs": {label: 1.0},
@@ -277,21 +277,32 @@ def test_batch_events_are_replays_events(two_calls, local_run, tmp_path):
                        [(e["text"], (e["emotion"] or {}).get("label")) for e in replayed if e["type"] == "transcript" and e["final"]])
 
 
+def _sockets_beyond_loopback(pids: set[int]) -> list[str]:
+    """TCP sockets (listening or connected) of these processes whose own
+    address is not 127.0.0.1, or whose peer is neither 127.0.0.1 nor a
+    listener's wildcard; read with ``ss`` (iproute2)."""
+    need("ss")
+    lines = subprocess.run(["ss", "-Htnap"], capture_output=True, text=True, check=True).stdout.splitlines()
+    ours = [x for x in lines if any(f"pid={pid}," in x for pid in pids)]
+    assert ours, "ss shows no socket of the Ray head: the check would see nothing"
+
+    def host(a: str) -> str:
+        return a.rsplit(":", 1)[0].strip("[]").removeprefix("::ffff:")
+    return [x for x in ours if host(x.split()[3]) != "127.0.0.1" or host(x.split()[4]) not in ("127.0.0.1", "*", "0.0.0.0")]
+
+
 def test_ray_gives_the_same_labels_and_text_as_local(two_calls, local_run, tmp_path):
-    # Off unless asked for: Ray 2.60 still starts its client server and workers on the
-    # machine's own interface address (seen: 192.0.2.2) although the head is told 127.0.0.1,
-    # and tests here may talk to loopback only.  Pin every Ray component to 127.0.0.1, then drop this.
-    if os.environ.get("STREAM_SER_TEST_RAY") != "1":
-        pytest.skip("Ray binds beyond 127.0.0.1 here: set STREAM_SER_TEST_RAY=1 to run")
     pytest.importorskip("ray")
-    from tests.ray_head import ray_command, ray_head
+    from tests.ray_head import LOOPBACK_ONLY, head_pids, ray_command, ray_head
 
     if ray_command() is None:
         pytest.skip("no ray command beside this python")
     out = tmp_path / "ray"
     with ray_head(2, dict(os.environ, PYTHONPATH=str(ROOT))) as address:  # the workers import this checkout, as the driver does
-        # ray.init turns 127.0.0.1 into the machine's own address unless told this (traffic stays on 127.0.0.1)
-        r, _ = batch(two_calls, "--out", out, "--ray", address, env={"RAY_ADDRESS": "", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+        # the driver too: ray.init turns 127.0.0.1 into the machine's own address unless told this
+        r, _ = batch(two_calls, "--out", out, "--ray", address, env={"RAY_ADDRESS": "", **LOOPBACK_ONLY})
+        beyond = _sockets_beyond_loopback(head_pids(address))
+    assert beyond == [], beyond
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     local, remote = _labels_and_text(local_run), _labels_and_text(out)

@@ -228,3 +228,23 @@ def test_a_failing_output_does_not_let_another_empty_its_old_file(tmp_path):
     r = run_cli("replay", tone, "--speed", "0", "--plain", "--jsonl", "/dev/full", "--srt", srt)
     one_line(r, 1, "/dev/full")
     assert srt.read_bytes() == before and not list(tmp_path.glob(".*.partial"))
+
+
+def test_event_from_dict_reverses_to_dict():
+    import math
+
+    from stream_ser.events import EmotionEvent, SpeechEvent, StatusEvent, TranscriptEvent, event_from_dict
+
+    events = [SpeechEvent("speech", 0.3, 0.3, 100.0, 1.0, state="start", utterance=0),
+              EmotionEvent("emotion", 0.0, 2.5, 101.0, 20.0, label="sad", confidence=0.4, probs={"sad": 0.4, "neutral": 0.6},
+                           window_probs={"sad": 0.5, "neutral": 0.5}, utterance=0, arousal=0.1),
+              TranscriptEvent("transcript", 0.3, 2.0, 102.0, 900.0, text="hello", final=True,
+                              emotion={"label": "sad", "confidence": 0.4}, utterance=0),
+              StatusEvent("status", 0.0, 3.0, 103.0, 0.0, source="x.wav", sample_rate=16000, level_dbfs=-math.inf,
+                          warnings=["input is faint"])]
+    for e in events:
+        d = json.loads(e.to_json())
+        assert event_from_dict(d).to_dict() == d
+    assert event_from_dict(events[-1].to_dict()).level_dbfs == -math.inf  # silence's null reads back as -inf
+    with pytest.raises(ValueError, match="unknown event type 'nope'"):
+        event_from_dict({"type": "nope"})

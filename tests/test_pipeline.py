@@ -382,7 +382,7 @@ def test_local_agreement_holds_back_words_the_decodes_disagree_on():
 
 # ---------------------------------------------------------------- the code's layers
 LAYERS = ["errors", "quiet", "labels", "limits", "features", "events", "schema", "outputs", "ring", "vad", "windows", "sources", "meter", "tagging",
-          "emotion", "transcribe", "pipeline", "session", "plain", "keys", "dashboard", "virtual_mic", "training", "summary", "report", "atomic",
+          "emotion", "transcribe", "pipeline", "session", "plain", "keys", "dashboard", "virtual_mic", "training", "report", "atomic",
           "batch", "ray_engine", "cli",
           "__main__", "__init__"]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import re
 import shutil
@@ -259,16 +258,13 @@ def test_dashboard_example_is_the_dashboard():
     from rich.console import Console
 
     from stream_ser.dashboard import Dashboard
-    from stream_ser.events import EmotionEvent, SpeechEvent, StatusEvent, TranscriptEvent
+    from stream_ser.events import event_from_dict
 
     picture = named("example")["dashboard"]["body"].split("\n")
     assert len(picture) == 24 and max(len(line) for line in picture) <= 80
-    kinds = {"emotion": EmotionEvent, "transcript": TranscriptEvent, "speech": SpeechEvent, "status": StatusEvent}
     dash = Dashboard("jfk.flac", 16000, whole_session=False)  # the rolling timeline, as live and at --speed 1
-    for e in (json.loads(line) for line in lines(named("example")["jsonl"]["body"])):
-        if e.get("level_dbfs", 0) is None:
-            e["level_dbfs"] = -math.inf
-        dash.update(kinds[e["type"]](**e))
+    for line in lines(named("example")["jsonl"]["body"]):
+        dash.update(event_from_dict(json.loads(line)))
     console = Console(record=True, width=80, height=24, file=io.StringIO())
     dash.console = console
     console.print(dash)
