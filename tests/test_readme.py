@@ -198,8 +198,8 @@ def check_tables(work, r, validator):
     assert re.fullmatch(r"\d+ segments; \[.*'label'.*\]", second), second
 
 
-def check_srt_plain(work, r, validator):
-    ok(r, "srt-plain")
+def check_subtitles_text(work, r, validator):
+    ok(r, "subtitles-text")
     check_plain(lines(r.stdout))
     tagged = (work / "jfk.srt").read_text().strip().split("\n\n")
     clean = (work / "clean.srt").read_text().strip().split("\n\n")
@@ -219,7 +219,7 @@ def check_refused(name: str, message: str):
 
 
 CHECKS = {"first-run": check_first_run, "version": check_version, "schema": check_schema, "validate": check_validate,
-          "api": check_api, "pipeline": check_pipeline, "srt-plain": check_srt_plain, "batch": check_batch, "tables": check_tables,
+          "api": check_api, "pipeline": check_pipeline, "subtitles-text": check_subtitles_text, "batch": check_batch, "tables": check_tables,
           "no-device": check_refused("no-device", "stream-ser: no input device with index 999"),
           "bad-file": check_refused("bad-file", "stream-ser: missing.wav: no such file")}
 
