@@ -184,6 +184,8 @@ def check_pipeline(work, r, validator):
 
 def check_batch(work, r, validator):
     ok(r, "batch")
+    done = named("example")["batch"]["body"]
+    assert done in lines(r.stdout + r.stderr), f"no line {done!r} in:\n{r.stdout}{r.stderr}"
     archive = work / "archive"
     assert (archive / "calls.parquet").is_file() and (archive / "segments.parquet").is_file()
     check_events(validator, read_jsonl(archive / "calls" / "jfk.jsonl"))
