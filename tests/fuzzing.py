@@ -263,6 +263,38 @@ def _strict(text: str) -> list[str]:
     return bad
 
 
+def _written_lines(path: Path, before: tuple[str, int] | None) -> list[str]:
+    """The lines this run wrote into ``path``: none if it is unchanged, the tail
+    after the old content if it was appended to, else every line."""
+    data = path.read_bytes()
+    if before is not None:
+        digest, size = before
+        if hashlib.sha256(data).hexdigest() == digest:
+            return []
+        if hashlib.sha256(data[:size]).hexdigest() == digest:
+            data = data[size:]
+    return data.decode(errors="replace").splitlines()
+
+
+def _off_contract(lines: list[str]) -> list[str]:
+    """Events (strict JSON lines) that break the shipped event schema."""
+    try:
+        import jsonschema
+    except ImportError:  # the dev extra is not installed: nothing to check with
+        return []
+    from stream_ser import schema
+
+    validator = jsonschema.Draft202012Validator(schema.load())
+    out = []
+    loose = set(_strict("\n".join(lines)))  # reported as not strict JSON
+    for line in lines:
+        if line in loose:
+            continue
+        event = json.loads(line)
+        out += [f"{line[:80]}...: {e.message}" for e in validator.iter_errors(event)][:1]
+    return out
+
+
 def judge(code, stderr: str, elapsed: float, bound: float, where: Path, before: dict[Path, tuple[str, int]],
           jsonl_paths: list[Path], inputs: list[Path], codes=OK_CODES) -> list[str]:
     """What broke in one finished run (empty: nothing)."""
@@ -290,6 +322,9 @@ def judge(code, stderr: str, elapsed: float, bound: float, where: Path, before: 
             bad = _strict(p.read_text(errors="replace"))
             if bad:
                 problems.append(f"{p.name}: {len(bad)} lines not strict JSON, e.g. {bad[0][:120]!r}")
+            off = _off_contract(_written_lines(p, before.get(p)))
+            if off:
+                problems.append(f"{p.name}: {len(off)} events not in the event schema, e.g. {off[0]}")
     leftovers = [f.name for f in where.rglob("*.partial")]
     if leftovers:
         problems.append(f"left behind {leftovers}")

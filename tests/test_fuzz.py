@@ -93,7 +93,7 @@ def test_the_judge_sees_each_broken_property(tmp_path):
     problems = judge(-1, "Traceback (most recent call last):\n", 99.0, 10.0, tmp_path, before, [jsonl], [src])
     text = " | ".join(problems)
     for needle in ("exit code -1", "traceback", "took 99.0 s", "input in.wav changed", "old.srt emptied by a failed run",
-                   "1 lines not strict JSON", "left behind"):
+                   "1 lines not strict JSON", "1 events not in the event schema", "left behind"):
         assert needle in text, (needle, problems)
     old.write_text("2\n")
     problems = judge(2, "stream-ser: bad option\n", 1.0, 10.0, tmp_path, before, [], [])
