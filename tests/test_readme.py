@@ -136,11 +136,11 @@ def check_first_run(work, r, validator):
     # transcriber changes them, and then the README is regenerated from a run, not edited by hand
     ex = named("example")
     timeless = lambda text: [re.sub(r"\(\d+ ms\)$", "(… ms)", line) for line in lines(text)]
-    assert timeless(ex["plain"]["body"]) == timeless(r.stdout), f"README's plain example is stale; this run printed:\n{r.stdout}"
+    assert timeless(ex["plain"]["body"]) == timeless(r.stdout), f"README's plain example is stale (python bench/readme_examples.py); this run printed:\n{r.stdout}"
     counts = re.compile(r"^(emotion windows|transcript|events): ")
     assert [x for x in lines(ex["summary"]["body"]) if counts.match(x)] == [x for x in lines(r.stderr) if counts.match(x)], r.stderr
     srt = (work / "jfk.srt").read_text()
-    assert srt.startswith(ex["srt"]["body"] + "\n\n"), f"README's SRT example is stale; this run wrote:\n{srt}"
+    assert srt.startswith(ex["srt"]["body"] + "\n\n"), f"README's SRT example is stale (python bench/readme_examples.py); this run wrote:\n{srt}"
     events = read_jsonl(work / "events.jsonl")
     check_events(validator, events)
     assert {e["type"] for e in events} == {"emotion", "transcript", "speech", "status"}
@@ -252,6 +252,11 @@ def test_examples_have_the_documented_shape(validator):
     cues = ex["srt"]["body"].split("\n\n")
     assert all(SRT_CUE.match(c) for c in cues), cues
     check_events(validator, [json.loads(line) for line in lines(ex["jsonl"]["body"])])
+    # plain lines quoted in the prose are lines of the example (latency aside)
+    norm = lambda line: " ".join(re.sub(r"\(\d+ ms\)$", "(… ms)", line.strip()).split())
+    shown = {norm(line) for line in lines(ex["plain"]["body"])}
+    quoted = [norm(q) for q in re.findall(r"`(\[ *\d[^`]*)`", README.read_text())]
+    assert quoted and all(q in shown for q in quoted), [q for q in quoted if q not in shown]
 
 
 def test_dashboard_example_is_the_dashboard():
