@@ -125,7 +125,24 @@ def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: n
         "window": WindowOptions().__dict__,
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    recipes = [_recipe(c) for c in checkpoints]
+    if any(recipes):
+        meta["recipe"] = recipes  # each member's training options, to retrain it
     if all(speakers is not None for _, speakers in heard):
         meta["train_speakers"] = sorted(set().union(*(speakers for _, speakers in heard)))
     (out_dir / "labels.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta
+
+
+def _recipe(checkpoint: Path) -> dict | None:
+    """The training options in ``state.json`` beside a checkpoint, without
+    this machine's paths (only the data folders' names)."""
+    try:
+        options = dict(json.loads((Path(checkpoint).parent / "state.json").read_text())["options"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    for key in ("data_dir", "neutral_dir", "out"):
+        if options.get(key):
+            options[key] = Path(options[key]).name
+    return options
+
