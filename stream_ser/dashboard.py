@@ -383,7 +383,7 @@ class Dashboard:
     def _transcript(self, s: dict):
         from rich.panel import Panel
 
-        return Panel(_Transcript(self.state, self._tag, self._caches.setdefault("transcript rows", {})), title=f"transcript · {s['lines']} lines", title_align="left",
+        return Panel(_Transcript(self.state, self._tag, self._caches.setdefault("transcript rows", {})), title=f"transcript · {s['lines']} line{'' if s['lines'] == 1 else 's'}", title_align="left",
                      border_style="dim", padding=(0, 1))
 
     def _tag(self, emotion: dict | None):
