@@ -462,10 +462,8 @@ def build_app(hub: Hub):
                     break
                 data, text = message.get("bytes"), message.get("text")
                 if data is not None:
-                    run = session.run
-                    if len(data) > MAX_BLOCK_BYTES:
-                        why = f"audio message of {len(data)} bytes: the limit is {MAX_BLOCK_BYTES}"
-                    elif run is not None and isinstance(run.source, PushSource):
+                    run = session.run  # (a message over MAX_BLOCK_BYTES never gets here: uvicorn closes with 1009)
+                    if run is not None and isinstance(run.source, PushSource):
                         try:
                             run.source.push(data)
                         except StreamSerError as e:
@@ -553,7 +551,7 @@ def serve(options: ServeOptions, stream=sys.stderr) -> None:
     shown = f"[{host}]" if ":" in host else host
     print(f"stream-ser: serving http://{shown}:{port}/ (at most {options.sessions} {'analysis' if options.sessions == 1 else 'analyses'} at once; Ctrl-C stops)",
           file=stream, flush=True)
-    config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio", ws_max_size=MAX_BLOCK_BYTES + 1024,
+    config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio", ws_max_size=MAX_BLOCK_BYTES,
                             lifespan="off", timeout_graceful_shutdown=2)
     try:
         uvicorn.Server(config).run(sockets=[sock])
