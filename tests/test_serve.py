@@ -255,7 +255,7 @@ def test_bad_origin_and_bad_host_are_refused_and_bad_messages_close_one_session(
     assert page.inner_text("#conn").startswith("connected")
 
 
-def test_screenshots_laptop_and_phone(open_page, audio, request, tmp_path_factory):
+def test_screenshots_laptop_and_phone(open_page, audio, capsys, tmp_path_factory):
     """The filled view at 1280x800 and 390x844, saved where the CI log says, not blank."""
     from PIL import Image
 
@@ -271,9 +271,8 @@ def test_screenshots_laptop_and_phone(open_page, audio, request, tmp_path_factor
         page.screenshot(path=shot)
         assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing runs off the side
         shots.append(shot)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter:
-        reporter.write_line(f"serve screenshots: {' '.join(shots)}")
+    with capsys.disabled():  # into the CI log
+        print(f"\nserve screenshots: {' '.join(shots)}")
     for shot in shots:
         img = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
         assert img.std() > 20 and len(np.unique(img.reshape(-1, 3), axis=0)) > 50, shot  # text, colours, charts

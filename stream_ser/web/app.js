@@ -142,8 +142,9 @@ function onTranscript(ev) {
     words.className = "text";
     words.textContent = text;
     li.append(words);
-    $("transcript").append(li);
-    li.scrollIntoView({ block: "nearest" });
+    const list = $("transcript");
+    list.append(li);
+    list.scrollTop = list.scrollHeight; // the list scrolls, not the page
   } else {
     S.partial = ev;
     $("partial").textContent = ev.text || "";
