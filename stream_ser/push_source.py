@@ -63,6 +63,10 @@ class PushSource(Source):
                 x, t = self._queue.get(timeout=0.1)
             except queue.Empty:
                 if self._stop.is_set():
+                    if resampler:  # the resampler's last few ms
+                        y = self.conditioner.remove_dc(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+                        if len(y):
+                            yield y, time.time()
                     return
                 continue
             x = self.conditioner.clean(x)

@@ -511,7 +511,7 @@ def listen_socket(host: str, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         return socket.create_server((host, port), family=family, reuse_port=False)
     except OSError as e:
-        raise UsageError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+        raise UsageError(f"cannot listen on {host}:{port}: {os.strerror(e.errno) if e.errno else e}") from None
 
 
 def require_stack() -> None:
@@ -540,8 +540,8 @@ def serve(options: ServeOptions, stream=sys.stderr) -> None:
         raise UsageError("--max-sessions must be at least 1")
     if not 0 < options.max_upload_mb <= 1e6:
         raise UsageError("--max-upload-mb must be above 0 and at most 1000000")
-    sock = listen_socket(options.host, options.port)
     warn_host(options.host, stream)
+    sock = listen_socket(options.host, options.port)
     emotion = EmotionModel(o.emotion.models_dir, neutral_bias=o.emotion.neutral_bias)
     whisper = load_whisper(o.transcribe) if o.transcript else None
     warm_up()

@@ -276,3 +276,52 @@ def test_screenshots_laptop_and_phone(open_page, audio, capsys, tmp_path_factory
     for shot in shots:
         img = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
         assert img.std() > 20 and len(np.unique(img.reshape(-1, 3), axis=0)) > 50, shot  # text, colours, charts
+
+
+# ---- without a browser -------------------------------------------------------------
+
+def test_push_source_resamples_counts_drops_and_refuses_odd_blocks():
+    from stream_ser.errors import SourceError
+    from stream_ser.push_source import PushSource
+
+    src = PushSource(48000, queue_seconds=0.2, block_seconds=0.05)  # room for 4 blocks
+    tone = (np.sin(2 * np.pi * 440 * np.arange(4800) / 48000) * 16000).astype("<i2").tobytes()  # 0.1 s
+    for _ in range(6):
+        src.push(tone)
+    assert src.dropped_samples == 2 * 1600  # two blocks found the queue full, counted at 16 kHz
+    src.request_stop()
+    got = np.concatenate([y for y, _ in src.blocks()])
+    assert abs(len(got) - 4 * 1600) <= 2  # 0.4 s at 16 kHz, the resampler flushed at the end
+    with pytest.raises(SourceError, match="16-bit"):
+        src.push(b"\0\0\0")
+
+
+def test_safe_names_and_origins():
+    from stream_ser.serve import origin_ok, safe_name
+
+    assert safe_name("../../etc/passwd") == "passwd"
+    assert safe_name("C:\\calls\\Mon day.mp3") == "Mon day"
+    assert safe_name("<script>.wav") == "_script_"
+    assert safe_name("...") == "recording"
+    assert origin_ok({"origin": "http://127.0.0.1:8000", "host": "127.0.0.1:8000"})
+    assert not origin_ok({"origin": "http://evil.example", "host": "127.0.0.1:8000"})
+    assert not origin_ok({"origin": "null", "host": "127.0.0.1:8000"})
+    assert not origin_ok({"host": "127.0.0.1:8000"})
+
+
+def test_host_warning_and_a_taken_port_is_one_line():
+    import io
+    import socket
+
+    from stream_ser.serve import warn_host
+
+    out = io.StringIO()
+    warn_host("127.0.0.1", out)
+    assert out.getvalue() == ""
+    warn_host("0.0.0.0", out)
+    assert "anyone who can reach this machine" in out.getvalue()
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "stream_ser", "serve", "--port", str(port)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr == f"stream-ser: cannot listen on 127.0.0.1:{port}: Address already in use\n", r.stderr
