@@ -39,7 +39,17 @@ def audio(tmp_path_factory, jfk):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server_tmp(tmp_path_factory):
+    """The server's temporary directory (its TMPDIR): where uploads are kept while they are analysed."""
+    return tmp_path_factory.mktemp("serve-tmp")
+
+
+def uploads_kept(server_tmp) -> list:
+    return sorted(p.name for p in server_tmp.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, server_tmp):
     """The server, as a user starts it (its messages go to a file); its URL from its first line."""
     pytest.importorskip("starlette")
     pytest.importorskip("uvicorn")
@@ -47,7 +57,7 @@ def server(tmp_path_factory):
     with open(log, "w") as f:
         proc = subprocess.Popen([sys.executable, "-m", "stream_ser", "serve", "--port", "0", "--max-sessions", str(MAX_SESSIONS),
                                  "--max-upload-mb", str(MAX_UPLOAD_MB)], cwd=ROOT, stderr=f, stdout=f,
-                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TMPDIR=str(server_tmp)))
     try:
         url, deadline = None, time.monotonic() + 120
         while url is None and proc.poll() is None and time.monotonic() < deadline:
@@ -83,14 +93,17 @@ def browser(audio):
 
 @pytest.fixture
 def open_page(browser, server):
-    """New pages on the server (closed at the end), each its own session; page errors fail the test."""
-    contexts, errors = [], []
+    """New pages on the server (closed at the end), each its own session; page errors, and
+    any request that leaves the server (the page needs nothing from the internet), fail the test."""
+    contexts, errors, elsewhere = [], [], []
 
     def make(width=1280, height=800):
         ctx = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
         contexts.append(ctx)
         page = ctx.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: None if r.url.startswith((server, server.replace("http", "ws"), "data:", "blob:"))
+                else elsewhere.append(r.url))
         page.goto(server)
         page.wait_for_function("window.streamSer.session !== null", timeout=10000)
         return page
@@ -99,6 +112,7 @@ def open_page(browser, server):
     for ctx in contexts:
         ctx.close()
     assert not errors, errors
+    assert not elsewhere, elsewhere
 
 
 def state(page, what: str):
@@ -161,10 +175,11 @@ def test_record_in_two_sessions_apart_and_a_third_is_busy(open_page, server, aud
     assert running(server) == 0 and time.monotonic() - t0 < 2.0
 
 
-def test_upload_fills_the_view_and_downloads_are_valid(open_page, audio):
+def test_upload_fills_the_view_and_downloads_are_valid(open_page, audio, server_tmp):
     page = open_page()
     upload(page, audio["flac"])
     page.wait_for_function("window.streamSer.ended === 1", timeout=60000)
+    assert uploads_kept(server_tmp) == []  # analysed: deleted
     end = state(page, "lastEnd")
     assert end["error"] is None and end["name"] == "jfk"
     assert JFK in final_text(page)
@@ -188,19 +203,20 @@ def test_upload_fills_the_view_and_downloads_are_valid(open_page, audio):
     assert got["html"].startswith("<!doctype html>") and "Emotion timeline" in got["html"]
 
 
-def test_a_corrupt_upload_shows_its_error_and_the_next_one_works(open_page, audio):
+def test_a_corrupt_upload_shows_its_error_and_the_next_one_works(open_page, audio, server_tmp):
     page = open_page()
     upload(page, {"name": "broken.wav", "mimeType": "audio/wav", "buffer": b"RIFF\x00\x00\x00\x00WAVEjunk" + os.urandom(5000)})
     page.wait_for_selector("#message:not([hidden])", timeout=20000)
     message = page.inner_text("#message")
     assert "broken" in message and "decode" in message and "\n" not in message.strip(), message
     assert ".upload" not in message and "/tmp" not in message  # no server path shown
+    assert uploads_kept(server_tmp) == []
     upload(page, audio["flac"])
     page.wait_for_function("window.streamSer.ended === 1", timeout=60000)
     assert state(page, "lastEnd")["error"] is None and JFK in final_text(page)
 
 
-def test_an_oversized_upload_gets_413(open_page, server):
+def test_an_oversized_upload_gets_413_and_uploads_go_with_their_session(open_page, server, server_tmp):
     page = open_page()
     big = {"name": "big.wav", "mimeType": "audio/wav", "buffer": b"\0" * (MAX_UPLOAD_MB * 1024 * 1024 + 1)}
     upload(page, big)
@@ -212,6 +228,18 @@ def test_an_oversized_upload_gets_413(open_page, server):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(request, timeout=10)
     assert e.value.code == 413 and b"--max-upload-mb" in e.value.read()
+    assert uploads_kept(server_tmp) == []
+
+    kept = urllib.request.Request(f"{server}upload/{session}", data=b"RIFF" + b"\0" * 1000, method="POST",
+                                  headers={"X-File-Name": "..%2F..%2Fetc%2Fpasswd"})
+    with urllib.request.urlopen(kept, timeout=10) as r:
+        assert json.load(r)["name"] == "passwd"  # a display name only
+    assert len(uploads_kept(server_tmp)) == 1  # sent, not yet analysed: kept under a name of the server's
+    page.close()  # the session ends: its upload goes
+    t0 = time.monotonic()
+    while uploads_kept(server_tmp) and time.monotonic() - t0 < 5:
+        time.sleep(0.05)
+    assert uploads_kept(server_tmp) == [] and time.monotonic() - t0 < 2.0
 
 
 def test_bad_origin_and_bad_host_are_refused_and_bad_messages_close_one_session(open_page, server):
