@@ -168,9 +168,8 @@ def _add_serve_command(sub) -> None:
 def serve_command(args) -> int:
     from .serve import ServeOptions, serve
 
-    serve(ServeOptions(host=args.host, port=args.port, max_sessions=args.max_sessions, max_upload_mb=args.max_upload_mb,
-                       pipeline=_pipeline_options(args)))
-    return EXIT_OK
+    return serve(ServeOptions(host=args.host, port=args.port, max_sessions=args.max_sessions, max_upload_mb=args.max_upload_mb,
+                              pipeline=_pipeline_options(args)))
 
 
 # ---- batch and report (issue 22) ------------------------------------------------

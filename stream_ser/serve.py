@@ -41,6 +41,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -327,7 +328,10 @@ def build_app(hub: Hub):
         if declared and declared.isdigit() and int(declared) > limit:
             return too_big
         name = safe_name(unquote(request.headers.get("x-file-name", "")))
-        fd, path = tempfile.mkstemp(suffix=".upload", dir=session.dir)  # a random name: the user's is for display only
+        try:
+            fd, path = tempfile.mkstemp(suffix=".upload", dir=session.dir)  # a random name: the user's is for display only
+        except OSError:  # the session ended meanwhile (its directory is gone)
+            return PlainTextResponse("no such session (reload the page)", status_code=404)
         size = 0
         try:
             with os.fdopen(fd, "wb") as f:
@@ -527,8 +531,9 @@ def require_stack() -> None:
             raise UsageError(f"serve needs {module}: pip install 'stream-ser[serve]'") from None
 
 
-def serve(options: ServeOptions, stream=sys.stderr) -> None:
-    """Load the models, listen, serve until SIGINT/SIGTERM, then end every session."""
+def serve(options: ServeOptions, stream=sys.stderr) -> int:
+    """Load the models, listen, serve until SIGINT (KeyboardInterrupt) or SIGTERM
+    (returns 143), then end every session and delete their files."""
     require_stack()
     import uvicorn
 
@@ -555,8 +560,24 @@ def serve(options: ServeOptions, stream=sys.stderr) -> None:
           file=stream, flush=True)
     config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio", ws_max_size=MAX_BLOCK_BYTES,
                             lifespan="off", timeout_graceful_shutdown=2)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to
+    # the handler that was there before: SIGINT's raises KeyboardInterrupt; SIGTERM
+    # gets one that raises too, so that the sessions' files go in either case
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         uvicorn.Server(config).run(sockets=[sock])
+    except Terminated:
+        return 143
     finally:
         hub.shutdown()
         sock.close()
+    return 0
+
+
+class Terminated(Exception):
+    """SIGTERM ended the server."""
+
+
+def _terminated(signum, frame):
+    raise Terminated

@@ -68,12 +68,12 @@ def server(tmp_path_factory, server_tmp):
         if url is None:
             pytest.fail("the server did not start: " + log.read_text()[-2000:])
         yield url
+        proc.terminate()
+        assert proc.wait(10) == 143  # SIGTERM: a graceful end ...
+        assert not list(server_tmp.glob("stream-ser-serve-*")), list(server_tmp.iterdir())  # ... that leaves no file behind
         assert "Traceback" not in log.read_text(), log.read_text()[-3000:]  # every failure was handled
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             proc.kill()
 
 
