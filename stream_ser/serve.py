@@ -46,13 +46,13 @@ import socket
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .errors import StreamSerError, UsageError
 from .events import TranscriptEvent
+from .labels import UNCERTAIN
 from .outputs import subtitle_cue
 from .pipeline import Pipeline, PipelineOptions
 from .push_source import PushSource
@@ -264,7 +264,10 @@ class Hub:
 
     def hello(self, session: Session) -> dict:
         labels = list(self.emotion_model.labels)
-        return {"type": "hello", "session": session.id, "labels": labels, "colours": {k: colour(k) for k in labels + ["?"]},
+        from rich.color import Color
+
+        colours = {k: colour(k) for k in labels} | {"?": Color.parse(UNCERTAIN[1]).get_truecolor().hex}  # as the dashboard
+        return {"type": "hello", "session": session.id, "labels": labels, "colours": colours,
                 "transcript": self.options.pipeline.transcript, "max_upload_mb": self.options.max_upload_mb,
                 "max_sessions": self.options.sessions}
 
