@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--write", metavar="JSON", help="with --cv/--ordinary: also write the full results here (e.g. models/runs/NAME.json)")
     _add_batch_commands(sub)
     _add_schema_command(sub)
+    _add_serve_command(sub)
     return p
 
 
@@ -164,6 +165,28 @@ def schema_command(args) -> int:
 
     sys.stdout.write(schema.markdown() if args.markdown else schema.text())
     return EXIT_OK
+
+
+# ---- the web page (issue 23) ------------------------------------------------------
+
+def _add_serve_command(sub) -> None:
+    s = sub.add_parser("serve", help="a web page: record in the browser or upload, see the live analysis",
+                       description="Serve a local web page that records from the browser's microphone or takes an upload, "
+                                   "and shows the live analysis (needs stream-ser[serve]).")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=ranged(0, 65535, integer=True), default=8000, help="port (default 8000; 0: any free port)")
+    s.add_argument("--max-sessions", type=ranged(1, 1000, integer=True), default=None, metavar="N",
+                   help="analyses running at once (default: what 2 cores sustain in real time, measured: 2, or 8 with --no-transcript)")
+    s.add_argument("--max-upload-mb", type=ranged(0.001, 1e6), default=200.0, metavar="MB", help="largest upload (default 200)")
+    _add_model_args(s)
+    s.set_defaults(srt=None, vtt=None)
+
+
+def serve_command(args) -> int:
+    from .serve import ServeOptions, serve
+
+    return serve(ServeOptions(host=args.host, port=args.port, max_sessions=args.max_sessions, max_upload_mb=args.max_upload_mb,
+                              pipeline=_pipeline_options(args)))
 
 
 # ---- batch and report (issue 22) ------------------------------------------------
@@ -372,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
             return report_command(args)
         if args.command == "schema":
             return schema_command(args)
+        if args.command == "serve":
+            return serve_command(args)
         if args.command == "evaluate":
             from .training.cli import evaluate_command
 
