@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-r", "--samplerate", type=int, metavar="HZ", help="capture rate, 1000-384000 (default: the device's own; resampled to 16 kHz)")
     _add_session_args(s)
 
-    s = sub.add_parser("replay", help="analyse a recording", description="Analyse a recording (WAV, FLAC, OGG, MP3, or anything ffmpeg decodes).")
+    s = sub.add_parser("replay", help="analyse a recording", description="Analyse a recording (WAV, FLAC, OGG, MP3, m4a, Opus, a video file's sound, ...; no ffmpeg needed).")
     s.add_argument("file", help="audio file")
     s.add_argument("--speed", type=float, default=1.0, metavar="X", help="1 = real-time pace (default), 2 = twice as fast, 0 = as fast as possible; 0 or 0.01-1000")
     _add_session_args(s)
