@@ -162,7 +162,7 @@ def load_models(options):
     from .emotion import EmotionModel
     from .transcribe import load_whisper
 
-    emotion = EmotionModel(options.emotion.models_dir, neutral_bias=options.emotion.neutral_bias)
+    emotion = EmotionModel(options.emotion.models_dir, neutral_bias=options.emotion.neutral_bias, device=options.emotion.device)
     whisper = load_whisper(options.transcribe) if options.transcript else None
     return emotion, whisper
 

@@ -44,6 +44,8 @@ def _add_session_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--jsonl", metavar="PATH", help="write every event as one JSON line, as it happens")
     g.add_argument("--srt", metavar="PATH", help="write the final transcript as SRT, cue by cue")
     g.add_argument("--vtt", metavar="PATH", help="write the final transcript as WebVTT, cue by cue")
+    g.add_argument("--subtitles", choices=("emotion", "text"), default="emotion",
+                   help="SRT/VTT cue text: '(label conf) words' (emotion, default) or the words alone (text: clean subtitles)")
     g.add_argument("--append", action="store_true",
                    help="add to an existing --jsonl file instead of replacing it (an existing file is otherwise replaced when the session ends)")
     g.add_argument("--plain", action="store_true", help="one line per event instead of the dashboard (automatic when stdout is not a terminal)")
@@ -57,9 +59,28 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="log-prior of neutral, -20 to 20, replacing the model's (bundled: 1.0; 0 = classes weighed equally; higher = fewer emotion labels)")
     g.add_argument("--asr-model", metavar="PATH|NAME", help="faster-whisper model directory, or a name already in the local Hugging Face cache (default: tiny.en, bundled)")
     g.add_argument("--no-transcript", action="store_true", help="emotion only: do not run the transcript stage")
+    add_device_arg(g)
     g = p.add_argument_group("stream")
     g.add_argument("--vad-mode", type=int, choices=range(4), default=None, metavar="0-3", help="webrtcvad aggressiveness (default 2)")
     g.add_argument("--hop", type=float, default=None, metavar="S", help="seconds between emotion windows of an utterance, 0.01-60 (default 1.0)")
+
+
+def add_device_arg(g) -> None:
+    """``--compute`` (issue 25; any command that loads the models can add it, then call
+    :func:`apply_device`).  Not ``--device``: that is ``listen``'s input device."""
+    g.add_argument("--compute", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where both models run: auto (default: a GPU when one is found, else the CPU), cpu, or cuda "
+                        "(no GPU found: one line, and the CPU)")
+
+
+def apply_device(args, options) -> None:
+    """Resolve ``--compute`` into ``options`` (a PipelineOptions) once, saying a fallback in one line."""
+    from .device import resolve
+
+    device, note = resolve(args.compute)
+    options.transcribe.device = options.emotion.device = device
+    if note:
+        print(f"stream-ser: {note}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,6 +250,7 @@ def _pipeline_options(args):
         o.vad.mode = args.vad_mode
     if args.hop is not None:
         o.window.hop = args.hop
+    apply_device(args, o)
     o.check()  # every number in its documented range, before anything runs
     return o
 
@@ -239,7 +261,7 @@ def _outputs(args):
 
     wanted = [Output(kind, getattr(args, kind)) for kind in ("jsonl", "srt", "vtt")]
     inputs = [args.file] if args.command == "replay" else []
-    return Outputs(check_outputs(wanted, inputs, append=args.append), append=args.append)
+    return Outputs(check_outputs(wanted, inputs, append=args.append), append=args.append, subtitles=args.subtitles)
 
 
 def run_session(args) -> int:

@@ -381,7 +381,7 @@ def test_local_agreement_holds_back_words_the_decodes_disagree_on():
 
 
 # ---------------------------------------------------------------- the code's layers
-LAYERS = ["errors", "quiet", "labels", "limits", "features", "events", "outputs", "ring", "vad", "windows", "sources", "meter", "tagging",
+LAYERS = ["errors", "quiet", "labels", "limits", "codec", "device", "features", "events", "outputs", "ring", "vad", "windows", "sources", "meter", "tagging",
           "emotion", "transcribe", "pipeline", "session", "plain", "keys", "dashboard", "virtual_mic", "training", "summary", "report", "atomic",
           "batch", "ray_engine", "cli",
           "__main__", "__init__"]
