@@ -144,14 +144,17 @@ def encode(audio: np.ndarray, rate: int, codec: str, kbps: int) -> bytes:
     planes = np.ascontiguousarray(np.atleast_2d(np.asarray(audio, dtype=np.float32).T))  # (channels, samples)
     layout = {1: "mono", 2: "stereo"}[len(planes)]
     buf = io.BytesIO()
-    with av.open(buf, "w", format=container_format) as out:
-        stream = out.add_stream(encoder, rate=rate, layout=layout)
-        stream.bit_rate = int(kbps) * 1000
-        frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout=layout)
-        frame.sample_rate = rate
-        for frame_in in (frame, None):  # None: flush the encoder's last frames
-            for packet in stream.encode(frame_in):
-                out.mux(packet)
+    try:
+        with av.open(buf, "w", format=container_format) as out:
+            stream = out.add_stream(encoder, rate=rate, layout=layout)
+            stream.bit_rate = int(kbps) * 1000
+            frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout=layout)
+            frame.sample_rate = rate
+            for frame_in in (frame, None):  # None: flush the encoder's last frames
+                for packet in stream.encode(frame_in):
+                    out.mux(packet)
+    except (ValueError, av.error.FFmpegError) as e:  # e.g. a PyAV build without this encoder
+        raise SourceError(f"cannot encode {codec} in-process ({encoder}: {_why(e)})") from None
     return buf.getvalue()
 
 

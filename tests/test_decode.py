@@ -129,3 +129,26 @@ def test_codec_round_trip_is_aligned(audio, name):
     out = apply(name, audio, np.random.default_rng(0))
     assert out.shape == audio.shape and out.dtype == np.float32
     assert np.corrcoef(out, audio)[0, 1] > 0.9
+
+
+def test_an_encoder_missing_from_pyav_is_one_line(monkeypatch, audio):
+    monkeypatch.setitem(codec.CODECS, "mp3", ("mp3", "no_such_encoder"))
+    with pytest.raises(SourceError, match=r"^cannot encode mp3 in-process \(no_such_encoder: .*\)$"):
+        codec.encode(audio, SR, "mp3", 32)
+
+
+def test_evaluate_says_a_condition_it_cannot_simulate_and_goes_on(monkeypatch, capsys, tmp_path):
+    """`evaluate --condition all` on a PyAV without the MP3 encoder: one line for
+    mp3, the other conditions still scored (here only mp3 is asked: exit 1)."""
+    from .conftest import need_shared
+
+    need_shared()
+    from stream_ser.cli import main
+
+    monkeypatch.setenv("STREAM_SER_CACHE", str(tmp_path))
+    monkeypatch.setitem(codec.CODECS, "mp3", ("mp3", "no_such_encoder"))
+    assert main(["evaluate", "--split", "test", "--condition", "mp3", "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert out.strip() == "[]"
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stream-ser: condition mp3 skipped: cannot encode mp3 in-process (no_such_encoder: "), err
