@@ -153,7 +153,9 @@ def encode(audio: np.ndarray, rate: int, codec: str, kbps: int) -> bytes:
             for frame_in in (frame, None):  # None: flush the encoder's last frames
                 for packet in stream.encode(frame_in):
                     out.mux(packet)
-    except (ValueError, av.error.FFmpegError) as e:  # e.g. a PyAV build without this encoder
+    except av.codec.codec.UnknownCodecError:
+        raise SourceError(f"cannot encode {codec} in-process ({encoder}: not in this PyAV build)") from None
+    except (ValueError, av.error.FFmpegError) as e:
         raise SourceError(f"cannot encode {codec} in-process ({encoder}: {_why(e)})") from None
     return buf.getvalue()
 

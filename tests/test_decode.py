@@ -133,7 +133,7 @@ def test_codec_round_trip_is_aligned(audio, name):
 
 def test_an_encoder_missing_from_pyav_is_one_line(monkeypatch, audio):
     monkeypatch.setitem(codec.CODECS, "mp3", ("mp3", "no_such_encoder"))
-    with pytest.raises(SourceError, match=r"^cannot encode mp3 in-process \(no_such_encoder: .*\)$"):
+    with pytest.raises(SourceError, match=r"^cannot encode mp3 in-process \(no_such_encoder: not in this PyAV build\)$"):
         codec.encode(audio, SR, "mp3", 32)
 
 
