@@ -152,3 +152,23 @@ def test_evaluate_says_a_condition_it_cannot_simulate_and_goes_on(monkeypatch, c
     assert out.strip() == "[]"
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("stream-ser: condition mp3 skipped: cannot encode mp3 in-process (no_such_encoder: "), err
+
+
+@pytest.mark.parametrize("name,fmt,encoder,rate", [("a.webm", "webm", "libopus", 48000), ("a.mov", "mov", "aac", SR),
+                                                   ("a.aac", "adts", "aac", SR), ("a.ac3", "ac3", "ac3", 48000)])
+def test_other_containers(tmp_path, audio, name, fmt, encoder, rate):
+    """Opus in WebM, AAC in QuickTime and raw ADTS, AC-3: the whole clip, at the codec's rate."""
+    av = pytest.importorskip("av")
+    import soxr
+
+    y = soxr.resample(audio, SR, rate) if rate != SR else audio
+    path = tmp_path / name
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(encoder, rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(y[None, :]), format="fltp", layout="mono")
+        frame.sample_rate = rate
+        for f in (frame, None):
+            for p in stream.encode(f):
+                out.mux(p)
+    got, got_rate = codec.read(path)
+    assert got_rate == rate and abs(len(got) / rate - len(audio) / SR) < 0.1
