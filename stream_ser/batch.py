@@ -144,6 +144,7 @@ def model_identity(options) -> str:
     d["emotion"]["models_dir"] = None  # its content counts, not where it lies
     for k in ("cpu_threads", "device"):
         d["transcribe"].pop(k, None)
+    d["emotion"].pop("device", None)  # --compute: where, not what
     if options.transcript:
         asr = options.transcribe.model or BUNDLED_NAME
         if os.path.isdir(asr):  # a model directory: by its files' sizes and times (hashing 75+ MB per run is slow)

@@ -71,3 +71,15 @@ def test_compute_cuda_without_a_gpu_falls_back_in_one_line(jfk):
     assert "ask not" in r.stdout.lower()
     r = run_cli("replay", jfk, "--compute", "gpu", timeout=60)
     assert r.returncode == 2 and "--compute" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_compute_does_not_change_what_batch_counts_as_done():
+    """A batch rerun with another --compute skips what is analysed: the device decides where, not what."""
+    from stream_ser.batch import model_identity
+    from stream_ser.pipeline import PipelineOptions
+
+    a, b = PipelineOptions(), PipelineOptions()
+    b.transcribe.device = b.emotion.device = "cpu"
+    assert model_identity(a) == model_identity(b)
+    b.emotion.neutral_bias = 0.5  # ... while what decides the events does
+    assert model_identity(a) != model_identity(b)
