@@ -68,7 +68,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 def add_device_arg(g) -> None:
     """``--compute`` (issue 25; any command that loads the models can add it, then call
     :func:`apply_device`).  Not ``--device``: that is ``listen``'s input device."""
-    g.add_argument("--compute", choices=("auto", "cpu", "cuda"), default="auto",
+    from .device import DEVICES
+
+    g.add_argument("--compute", choices=DEVICES, default="auto",
                    help="where both models run: auto (default: a GPU when one is found, else the CPU), cpu, or cuda "
                         "(no GPU found: one line, and the CPU)")
 

@@ -6,9 +6,9 @@
   :func:`tensorflow_cpu_only` hides the GPUs from it before the model loads.
   (A TFLite model, the bundled one, always runs on the CPU.)
 
-:func:`resolve` turns the request into "cpu" or "cuda" once, before any model
-loads, with one line to show the user when CUDA was asked for and is not
-there: the run goes on on the CPU.  Functions here are safe from any thread.
+:func:`resolve` checks a request for "cuda" once, before any model loads:
+without a CUDA device it becomes "cpu", with one line to show the user (the
+run goes on).  Functions here are safe from any thread.
 """
 
 from __future__ import annotations

@@ -182,20 +182,20 @@ class EmotionOptions:
             (``labels.json`` ``log_prior``; 1.0 for the bundled model, 0 weighs
             the classes as training did).  Higher: fewer, surer emotion labels.
             ``None``: the model's own.
-        device: "cpu" hides the GPUs from TensorFlow before the model loads
-            (a Keras model; TFLite, the bundled form, runs on the CPU anyway);
-            "auto" or "cuda": TensorFlow's own choice.
         smoothing: how many recent windows of the same utterance are averaged
             into an event's ``probs`` (1: none).
         queue_size: windows waiting for the worker; a live stream drops (and
             counts) windows beyond it, a replay at full speed waits.
+        device: "cpu" hides the GPUs from TensorFlow before the model loads
+            (a Keras model; TFLite, the bundled form, runs on the CPU anyway);
+            "auto" or "cuda": TensorFlow's own choice.
     """
 
     models_dir: str | os.PathLike = DEFAULT_MODELS
     neutral_bias: float | None = None
-    device: str = "auto"
     smoothing: int = 3
     queue_size: int = 32
+    device: str = "auto"
 
     def __post_init__(self):
         self.check()
@@ -205,8 +205,10 @@ class EmotionOptions:
         (``neutral_bias`` -20 to 20 or None, ``smoothing`` 1-100, ``queue_size`` 1-10000)."""
         if self.neutral_bias is not None:
             check_number("neutral_bias", self.neutral_bias, -20.0, 20.0)
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise OptionError("device", f"must be auto, cpu or cuda, not {self.device!r}")
+        from .device import DEVICES
+
+        if self.device not in DEVICES:
+            raise OptionError("device", f"must be one of {', '.join(DEVICES)}, not {self.device!r}")
         check_number("smoothing", self.smoothing, 1, 100, integer=True)
         check_number("queue_size", self.queue_size, 1, 10000, integer=True)
 
