@@ -50,8 +50,10 @@ class Decoder:
         av = _av()
         self.path = path if hasattr(path, "read") else os.fspath(path)  # a file object: audio in memory
         self.damaged, self.first_damage = 0, None
+        # a local file reads local files only: a playlist (HLS, concat) naming URLs opens no connection
+        options = {} if hasattr(path, "read") else {"protocol_whitelist": "file"}
         try:
-            self._container = av.open(self.path, "r")
+            self._container = av.open(self.path, "r", options=options)
         except av.error.FFmpegError as e:
             raise SourceError(f"{self.path}: cannot decode audio: not a supported audio format, or corrupt ({_why(e)})") from None
         try:
