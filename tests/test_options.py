@@ -26,21 +26,6 @@ def test_subtitle_cue_with_and_without_the_emotion():
     assert subtitle_cue(e, 1, "vtt", "text") == "00:00:03.300 --> 00:00:04.500\nask not\n\n"
 
 
-def test_subtitles_text_writes_clean_cues(tmp_path, jfk):
-    srt, vtt = tmp_path / "a.srt", tmp_path / "a.vtt"
-    r = run_cli("replay", jfk, "--speed", "0", "--plain", "--srt", srt, "--vtt", vtt, "--subtitles", "text")
-    assert r.returncode == 0, r.stderr[-2000:]
-    for path, header in ((srt, ""), (vtt, "WEBVTT\n\n")):
-        text = path.read_text()
-        assert text.startswith(header)
-        cues = [c.splitlines() for c in text[len(header):].strip().split("\n\n")]
-        words = [c[-1] for c in cues]
-        assert len(cues) >= 3 and all("-->" in c[-2] for c in cues), text
-        assert not [w for w in words if w.startswith("(")], words  # no "(label conf)" prefix
-        assert "ask not" in " ".join(words).lower()
-    assert re.search(r"^\[ *\d+\.\d- *\d+\.\d\] \(\w+ \d\.\d\d\) ", r.stdout, re.M)  # the terminal keeps its labels
-
-
 def test_compute_cpu_hides_the_gpus_from_tensorflow_and_runs_whisper_on_cpu(monkeypatch):
     from stream_ser import device
     from stream_ser.emotion import DEFAULT_MODELS, EmotionModel
@@ -57,18 +42,31 @@ def test_compute_cpu_hides_the_gpus_from_tensorflow_and_runs_whisper_on_cpu(monk
     assert load_whisper(TranscribeOptions(device="cpu")).model.device == "cpu"
 
 
-def test_compute_cuda_without_a_gpu_falls_back_in_one_line(jfk):
+def test_compute_cuda_without_a_gpu_falls_back_in_one_line_and_subtitles_text_are_clean(tmp_path, jfk):
+    """One replay for two options: ``--compute cuda`` on a machine without a GPU
+    says so in one line and runs on the CPU; ``--subtitles text`` writes SRT and
+    VTT cues without the "(label conf)" prefix (the terminal keeps it)."""
     from stream_ser.device import cuda_devices, resolve
 
     if cuda_devices():
         pytest.skip("a CUDA device is here: nothing falls back")
     assert resolve("cuda")[0] == "cpu" and resolve("cpu") == ("cpu", None) and resolve("auto") == ("auto", None)
-    r = run_cli("replay", jfk, "--speed", "0", "--plain", "--compute", "cuda")
+    srt, vtt = tmp_path / "a.srt", tmp_path / "a.vtt"
+    r = run_cli("replay", jfk, "--speed", "0", "--plain", "--compute", "cuda", "--srt", srt, "--vtt", vtt, "--subtitles", "text")
     assert r.returncode == 0, r.stderr[-2000:]
-    notes = [line for line in r.stderr.splitlines() if "cuda" in line.lower()]
+    notes = [line for line in r.stderr.splitlines() if "--compute" in line or "CUDA" in line]
     assert notes == ["stream-ser: --compute cuda: no CUDA device found (none visible to CTranslate2); "
                      "running both models on the CPU"], r.stderr
     assert "ask not" in r.stdout.lower()
+    assert re.search(r"^\[ *\d+\.\d- *\d+\.\d\] \(\w+ \d\.\d\d\) ", r.stdout, re.M)  # the terminal keeps its labels
+    for path, header in ((srt, ""), (vtt, "WEBVTT\n\n")):
+        text = path.read_text()
+        assert text.startswith(header)
+        cues = [c.splitlines() for c in text[len(header):].strip().split("\n\n")]
+        words = [c[-1] for c in cues]
+        assert len(cues) >= 3 and all("-->" in c[-2] for c in cues), text
+        assert not [w for w in words if w.startswith("(")], words  # no "(label conf)" prefix
+        assert "ask not" in " ".join(words).lower()
     r = run_cli("replay", jfk, "--compute", "gpu", timeout=60)
     assert r.returncode == 2 and "--compute" in r.stderr and "Traceback" not in r.stderr
 
