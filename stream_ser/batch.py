@@ -603,7 +603,7 @@ def _duration(path: str) -> float | None:
         info = sf.info(path)
         return info.frames / info.samplerate if info.frames > 0 else None
     except Exception:
-        return None  # ffmpeg formats: known when done
+        return None  # formats PyAV decodes (m4a, ...): known when done
 
 
 def local_engine(opts: BatchOptions, options, log_dir: str):
