@@ -8,8 +8,6 @@ Heavy modules (TensorFlow, faster-whisper, librosa) load on first use, so that
 ``import stream_ser`` and ``stream-ser --help`` stay fast.
 """
 
-__version__ = "0.1.0"
-
 from .errors import DeviceLost, ModelError, SourceError, StageError, StreamSerError, UsageError  # noqa: E402,F401  (light)
 
 
@@ -28,6 +26,13 @@ def listen(device=None, options=None):
 
 
 def __getattr__(name):
+    if name == "__version__":  # the installed package's metadata (pyproject.toml's version), read on first use
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("stream-ser")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            return "unknown (not installed)"
     # Pipeline and its options on first use: importing them loads numpy, librosa's wrappers and the stages
     if name in ("Pipeline", "PipelineOptions"):
         from . import pipeline

@@ -144,6 +144,7 @@ def model_identity(options) -> str:
     d["emotion"]["models_dir"] = None  # its content counts, not where it lies
     for k in ("cpu_threads", "device"):
         d["transcribe"].pop(k, None)
+    d["emotion"].pop("device", None)  # --compute: where, not what
     if options.transcript:
         asr = options.transcribe.model or BUNDLED_NAME
         if os.path.isdir(asr):  # a model directory: by its files' sizes and times (hashing 75+ MB per run is slow)
@@ -162,7 +163,7 @@ def load_models(options):
     from .emotion import EmotionModel
     from .transcribe import load_whisper
 
-    emotion = EmotionModel(options.emotion.models_dir, neutral_bias=options.emotion.neutral_bias)
+    emotion = EmotionModel(options.emotion.models_dir, neutral_bias=options.emotion.neutral_bias, device=options.emotion.device)
     whisper = load_whisper(options.transcribe) if options.transcript else None
     return emotion, whisper
 
@@ -602,7 +603,7 @@ def _duration(path: str) -> float | None:
         info = sf.info(path)
         return info.frames / info.samplerate if info.frames > 0 else None
     except Exception:
-        return None  # ffmpeg formats: known when done
+        return None  # formats PyAV decodes (m4a, ...): known when done
 
 
 def local_engine(opts: BatchOptions, options, log_dir: str):

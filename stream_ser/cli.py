@@ -44,6 +44,8 @@ def _add_session_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--jsonl", metavar="PATH", help="write every event as one JSON line, as it happens")
     g.add_argument("--srt", metavar="PATH", help="write the final transcript as SRT, cue by cue")
     g.add_argument("--vtt", metavar="PATH", help="write the final transcript as WebVTT, cue by cue")
+    g.add_argument("--subtitles", choices=("emotion", "text"), default="emotion",
+                   help="SRT/VTT cue text: '(label conf) words' (emotion, default) or the words alone (text: clean subtitles)")
     g.add_argument("--append", action="store_true",
                    help="add to an existing --jsonl file instead of replacing it (an existing file is otherwise replaced when the session ends)")
     g.add_argument("--plain", action="store_true", help="one line per event instead of the dashboard (automatic when stdout is not a terminal)")
@@ -54,12 +56,33 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("models")
     g.add_argument("--models", metavar="DIR", help="emotion model directory (default: the bundled models/)")
     g.add_argument("--neutral-bias", type=finite, default=None, metavar="B",
-                   help="log-prior of neutral, -20 to 20, replacing the model's (bundled: 1.0; 0 = classes weighed equally; higher = fewer emotion labels)")
+                   help="log-prior of neutral, -20 to 20, replacing the model's (labels.json log_prior; the bundled model's is 0: classes weighed as trained; higher = fewer emotion labels)")
     g.add_argument("--asr-model", metavar="PATH|NAME", help="faster-whisper model directory, or a name already in the local Hugging Face cache (default: tiny.en, bundled)")
     g.add_argument("--no-transcript", action="store_true", help="emotion only: do not run the transcript stage")
+    add_device_arg(g)
     g = p.add_argument_group("stream")
     g.add_argument("--vad-mode", type=int, choices=range(4), default=None, metavar="0-3", help="webrtcvad aggressiveness (default 2)")
     g.add_argument("--hop", type=float, default=None, metavar="S", help="seconds between emotion windows of an utterance, 0.01-60 (default 1.0)")
+
+
+def add_device_arg(g) -> None:
+    """``--compute`` (issue 25; any command that loads the models can add it, then call
+    :func:`apply_device`).  Not ``--device``: that is ``listen``'s input device."""
+    from .device import DEVICES
+
+    g.add_argument("--compute", choices=DEVICES, default="auto",
+                   help="where both models run: auto (default: a GPU when one is found, else the CPU), cpu, or cuda "
+                        "(no GPU found: one line, and the CPU)")
+
+
+def apply_device(args, options) -> None:
+    """Resolve ``--compute`` into ``options`` (a PipelineOptions) once, saying a fallback in one line."""
+    from .device import resolve
+
+    device, note = resolve(args.compute)
+    options.transcribe.device = options.emotion.device = device
+    if note:
+        print(f"stream-ser: {note}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-r", "--samplerate", type=int, metavar="HZ", help="capture rate, 1000-384000 (default: the device's own; resampled to 16 kHz)")
     _add_session_args(s)
 
-    s = sub.add_parser("replay", help="analyse a recording", description="Analyse a recording (WAV, FLAC, OGG, MP3, or anything ffmpeg decodes).")
+    s = sub.add_parser("replay", help="analyse a recording", description="Analyse a recording (WAV, FLAC, OGG, MP3, m4a, Opus, a video file's sound, ...; no ffmpeg needed).")
     s.add_argument("file", help="audio file")
     s.add_argument("--speed", type=float, default=1.0, metavar="X", help="1 = real-time pace (default), 2 = twice as fast, 0 = as fast as possible; 0 or 0.01-1000")
     _add_session_args(s)
@@ -269,6 +292,7 @@ def _pipeline_options(args):
         o.vad.mode = args.vad_mode
     if args.hop is not None:
         o.window.hop = args.hop
+    apply_device(args, o)
     o.check()  # every number in its documented range, before anything runs
     return o
 
@@ -279,7 +303,7 @@ def _outputs(args):
 
     wanted = [Output(kind, getattr(args, kind)) for kind in ("jsonl", "srt", "vtt")]
     inputs = [args.file] if args.command == "replay" else []
-    return Outputs(check_outputs(wanted, inputs, append=args.append), append=args.append)
+    return Outputs(check_outputs(wanted, inputs, append=args.append), append=args.append, subtitles=args.subtitles)
 
 
 def run_session(args) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 from .errors import ModelError
 from .events import EmotionEvent
 from .labels import arousal
-from .limits import check_number
+from .limits import OptionError, check_number
 from .quiet import quiet_stderr, quiet_tensorflow
 from .features import N_FEATURES, N_FRAMES, SAMPLE_RATE, normaliser, probe_mismatch, raw_features
 from .ring import RingBuffer
@@ -79,7 +79,7 @@ class EmotionModel:
     """
 
     def __init__(self, models_dir: str | os.PathLike = DEFAULT_MODELS, prefer: str = "tflite", threads: int = 1,
-                 neutral_bias: float | None = None):
+                 neutral_bias: float | None = None, device: str = "auto"):
         models_dir = Path(models_dir)
         labels_path = models_dir / "labels.json"
         if models_dir.is_file():
@@ -107,6 +107,10 @@ class EmotionModel:
         self.neutral_bias = self.log_prior.get("neutral", 0.0) if neutral_bias is None else float(neutral_bias)
         self._reweight = prior_weights(self.labels, self.neutral_bias) if self.neutral_bias else None
         quiet_tensorflow()
+        if device == "cpu":  # a Keras model would otherwise take any GPU TensorFlow finds
+            from .device import tensorflow_cpu_only
+
+            tensorflow_cpu_only()
         tflite, keras_path = models_dir / "emotion.tflite", models_dir / "emotion.keras"
         self.form = None
         errors = []
@@ -182,12 +186,16 @@ class EmotionOptions:
             into an event's ``probs`` (1: none).
         queue_size: windows waiting for the worker; a live stream drops (and
             counts) windows beyond it, a replay at full speed waits.
+        device: "cpu" hides the GPUs from TensorFlow before the model loads
+            (a Keras model; TFLite, the bundled form, runs on the CPU anyway);
+            "auto" or "cuda": TensorFlow's own choice.
     """
 
     models_dir: str | os.PathLike = DEFAULT_MODELS
     neutral_bias: float | None = None
     smoothing: int = 3
     queue_size: int = 32
+    device: str = "auto"
 
     def __post_init__(self):
         self.check()
@@ -197,6 +205,10 @@ class EmotionOptions:
         (``neutral_bias`` -20 to 20 or None, ``smoothing`` 1-100, ``queue_size`` 1-10000)."""
         if self.neutral_bias is not None:
             check_number("neutral_bias", self.neutral_bias, -20.0, 20.0)
+        from .device import DEVICES
+
+        if self.device not in DEVICES:
+            raise OptionError("device", f"must be one of {', '.join(DEVICES)}, not {self.device!r}")
         check_number("smoothing", self.smoothing, 1, 100, integer=True)
         check_number("queue_size", self.queue_size, 1, 10000, integer=True)
 

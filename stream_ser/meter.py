@@ -13,6 +13,10 @@ from .features import SAMPLE_RATE
 
 UNHEARD_SECONDS, UNHEARD_PEAK = 10.0, 0.01  # no speech for 10 s and no sample above -40 dBFS: warn
 QUIET_SPEECH_DBFS = -45.0  # speech this quiet is a microphone problem
+# the input counts as heard once the VAD has called this much of it speech: a
+# blip (0.09 s of a sentence at -50 dBFS peak) is no voice heard, and must not
+# silence the warning below
+HEARD_SECONDS = 1.0
 
 
 class InputMeter:
@@ -23,8 +27,9 @@ class InputMeter:
         self._sq, self._n, self._peak, self._clipped = 0.0, 0, 0.0, 0
         self._speech_sq, self._speech_n = 0.0, 0  # level of the blocks the VAD calls speech
         self._speech_recent: deque = deque(maxlen=3)  # ... in the last three status intervals
-        self.heard_any = False  # has the VAD heard speech in this session?
-        self._unheard, self._unheard_peak = 0, 0.0  # samples before it did, and their peak
+        self.heard_any = False  # has the VAD heard HEARD_SECONDS of speech in this session?
+        self._heard = 0  # speech samples the VAD has called so far (until heard_any)
+        self._unheard, self._unheard_peak = 0, 0.0  # samples before it was heard, and their peak
 
     def add(self, block: np.ndarray, in_speech: bool) -> None:
         energy = float(np.dot(block, block))
@@ -36,8 +41,9 @@ class InputMeter:
         if in_speech:
             self._speech_sq += energy
             self._speech_n += len(block)
-            self.heard_any = True
-        elif not self.heard_any:
+        if not self.heard_any:
+            self._heard += len(block) if in_speech else 0
+            self.heard_any = self._heard >= HEARD_SECONDS * SAMPLE_RATE
             self._unheard += len(block)
             self._unheard_peak = max(self._unheard_peak, peak)
 
@@ -54,13 +60,15 @@ class InputMeter:
         speech_sq, speech_n = map(sum, zip(*self._speech_recent))
         if speech_n >= SAMPLE_RATE // 2 and 10 * math.log10(speech_sq / speech_n + 1e-20) < QUIET_SPEECH_DBFS:
             warnings.append("input very quiet")
-        # speech too quiet for the VAD is never "speech", so the check above never
-        # runs: say so when a session has heard no speech at all for a while and
-        # even its loudest sample is faint; a pause after speech is not a microphone problem
+        # speech too quiet for the VAD is never "speech" (or only in blips), so the
+        # check above never runs: say so when a session has heard (almost) no speech
+        # for a while and even its loudest sample is faint; a pause after speech is
+        # not a microphone problem
         if not self.heard_any and self._unheard >= UNHEARD_SECONDS * SAMPLE_RATE and self._unheard_peak < UNHEARD_PEAK:
             faint = "silent" if self._unheard_peak == 0 else f"very quiet (peak {20 * math.log10(self._unheard_peak):.0f} dBFS)"
             advice = ": check the microphone gain" if self.live else ""
-            warnings.append(f"no speech in the first {self._unheard / SAMPLE_RATE:.0f} s, input {faint}{advice}")
+            heard = "almost no speech" if self._heard else "no speech"
+            warnings.append(f"{heard} in the first {self._unheard / SAMPLE_RATE:.0f} s, input {faint}{advice}")
         out = {"level_dbfs": None if level is None else round(level, 1), "peak": round(self._peak, 4),
                "clipped_samples": self._clipped, "warnings": warnings}
         self._sq, self._n, self._peak, self._clipped = 0.0, 0, 0.0, 0

@@ -261,23 +261,30 @@ def _timestamp(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
-def subtitle_cue(event: TranscriptEvent, number: int, kind: str) -> str:
-    """One SRT (``number`` counts from 1) or WebVTT cue of a final span, its emotion in the text."""
+SUBTITLES = ("emotion", "text")  # a cue's text: "(label conf) words", or the words alone
+
+
+def subtitle_cue(event: TranscriptEvent, number: int, kind: str, subtitles: str = "emotion") -> str:
+    """One SRT (``number`` counts from 1) or WebVTT cue of a final span: its
+    emotion before the words (``subtitles="emotion"``) or the words alone ("text")."""
     sep = "," if kind == "srt" else "."
     head = f"{number}\n" if kind == "srt" else ""
+    tag = emotion_tag(event.emotion) if subtitles == "emotion" else ""
     return (f"{head}{_timestamp(event.start, sep)} --> {_timestamp(event.end, sep)}\n"
-            f"{emotion_tag(event.emotion)}{event.text}\n\n")
+            f"{tag}{event.text}\n\n")
 
 
 class SubtitleWriter:
-    """SRT or WebVTT of the final transcript spans, emotion in the cue text,
-    written cue by cue (WebVTT's header with the first cue, or at the end if
-    there is none: a failing file fails on a cue, as the JSONL does)."""
+    """SRT or WebVTT of the final transcript spans (``subtitles`` as in
+    :func:`subtitle_cue`), written cue by cue (WebVTT's header with the first
+    cue, or at the end if there is none: a failing file fails on a cue, as the
+    JSONL does)."""
 
-    def __init__(self, file: OutputFile, kind: str):
-        if kind not in ("srt", "vtt"):
-            raise ValueError(kind)
+    def __init__(self, file: OutputFile, kind: str, subtitles: str = "emotion"):
+        if kind not in ("srt", "vtt") or subtitles not in SUBTITLES:
+            raise ValueError((kind, subtitles))
         self.file, self.path, self.kind, self._n = file, file.path, kind, 0
+        self.subtitles = subtitles
 
     def _header(self) -> str:
         return "WEBVTT\n\n" if self.kind == "vtt" and self._n == 0 else ""
@@ -285,7 +292,7 @@ class SubtitleWriter:
     def write(self, event: Event) -> None:
         if not isinstance(event, TranscriptEvent) or not event.final or not event.text:
             return
-        self.file.write((self._header() + subtitle_cue(event, self._n + 1, self.kind)).encode())
+        self.file.write((self._header() + subtitle_cue(event, self._n + 1, self.kind, self.subtitles)).encode())
         self._n += 1
 
     def finish(self) -> None:
@@ -297,8 +304,8 @@ class Outputs:
     """A session's output files: :meth:`open` once the session can run, :meth:`write`
     every event, :meth:`close` at the end (see the module docstring)."""
 
-    def __init__(self, outputs: list[Output], append: bool = False):
-        self.outputs, self.append = outputs, append
+    def __init__(self, outputs: list[Output], append: bool = False, subtitles: str = "emotion"):
+        self.outputs, self.append, self.subtitles = outputs, append, subtitles
         self.writers: list = []
         self.refused = 0  # events not written because they held NaN or Infinity
         self.failed = False  # a file failed: the session did not run to its end
@@ -316,7 +323,7 @@ class Outputs:
             except BaseException:
                 self.close(keep=False)
                 raise
-            self.writers.append(JsonlWriter(f) if o.kind == "jsonl" else SubtitleWriter(f, o.kind))
+            self.writers.append(JsonlWriter(f) if o.kind == "jsonl" else SubtitleWriter(f, o.kind, self.subtitles))
 
     def write(self, event: Event) -> str | None:
         """Write ``event`` to every file.  Returns a one-line message when a file

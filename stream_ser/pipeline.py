@@ -117,7 +117,7 @@ class Pipeline:
         self._halt = threading.Event()  # abort: every stage stops now
         self._stop = threading.Event()  # end early: capture stops, the rest is analysed
         try:
-            self.emotion_model = emotion_model or EmotionModel(o.emotion.models_dir, neutral_bias=o.emotion.neutral_bias)
+            self.emotion_model = emotion_model or EmotionModel(o.emotion.models_dir, neutral_bias=o.emotion.neutral_bias, device=o.emotion.device)
             check_window_options(getattr(self.emotion_model, "window", None), o.window)
             self.whisper = (whisper_model or load_whisper(o.transcribe)) if o.transcript else None
             warm_up()

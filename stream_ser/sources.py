@@ -2,8 +2,9 @@
 
 A source yields ``(block, captured_at)``: 16 kHz mono float32 samples and the
 wall time they were captured.  Both resample from their own rate with soxr's
-streaming resampler, so the stream clock is 16 kHz whatever the device or file
-(formats only ffmpeg reads, such as m4a, come from ffmpeg at 16 kHz mono).
+streaming resampler, so the stream clock is 16 kHz whatever the device or file.
+Files are read by libsndfile (WAV, FLAC, Ogg Vorbis, ...) or, for everything
+else (MP3, m4a, Opus, video files), decoded in-process by :mod:`.codec`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import queue
-import shutil
 import stat
-import subprocess
-import tempfile
 import threading
 import time
 from typing import Iterator
@@ -175,10 +173,17 @@ def _wav_missing_bytes(path: str) -> int:
             f.seek(length + (length & 1), os.SEEK_CUR)  # chunks are padded to even length
 
 
+# libsndfile reads these itself but not well: MP3 block reads print mpg123
+# chatter on fd 2, and PyAV's decoders are the reference ones for both
+_CODEC_SUBTYPES = {"MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III", "OPUS"}
+
+
 class FileSource(Source):
-    """A recording in any format libsndfile reads (WAV, FLAC, OGG, ...; MP3 is
-    decoded by ffmpeg where installed), or anything else ffmpeg decodes (m4a,
-    ...), at any rate and channel count.
+    """A recording at any rate and channel count: what libsndfile reads well
+    (WAV, FLAC, Ogg Vorbis, AIFF, ...) through it, anything else with an audio
+    track (MP3, m4a/AAC, Opus, WebM, a video file's sound, ...) through
+    :class:`~stream_ser.codec.Decoder`, frame by frame (a long file is never
+    loaded whole).
 
     ``speed`` 1 paces blocks by the wall clock like a microphone (the same code
     path as ``listen``); 2 is twice as fast; 0 runs as fast as the consumers allow.
@@ -194,7 +199,7 @@ class FileSource(Source):
         self.live = False
         self._stop = threading.Event()
         self.block_seconds = block_seconds
-        self._ffmpeg: subprocess.Popen | None = None
+        self._file = self._decoder = None
         self.conditioner = Conditioner()
         _check_file(self.path)
         import soundfile as sf
@@ -204,66 +209,50 @@ class FileSource(Source):
             # on fd 2 for a damaged or mislabelled file: the error below says it in one line
             with quiet_stderr(replay_on_error=False):
                 self._file = sf.SoundFile(self.path)
+            if self._file.subtype in _CODEC_SUBTYPES:
+                self._file.close()
+                self._file = None
+        except sf.LibsndfileError:
+            self._file = None
+        if self._file is None:
+            from .codec import Decoder
+
+            self._decoder = Decoder(self.path)
+            self.sample_rate, self.channels, self.frames = self._decoder.sample_rate, self._decoder.channels, self._decoder.frames
+        else:
             self.sample_rate, self.channels = self._file.samplerate, self._file.channels
             self.frames = self._file.frames
             if self.frames <= 0:
-                raise SourceError(f"{self.path}: no audio frames in the file")
-            self._native = False  # ffmpeg resamples and mixes down (formats libsndfile cannot read)
-            if self._file.format == "MP3" and shutil.which("ffmpeg"):
-                # libsndfile's mpg123 prints decoder chatter on stderr (over the
-                # dashboard) when MP3 is read in blocks; ffmpeg decodes it quietly,
-                # at the file's own rate and channels so the rest is as for any file
                 self._file.close()
-                self._file, self._native = None, True
-        except sf.LibsndfileError as e:
-            self._file = None
-            self._probe_ffmpeg(str(e))
+                raise SourceError(f"{self.path}: no audio frames in the file")
         wav = self._file is not None and self._file.format in ("WAV", "WAVEX")
         self._missing_bytes = _wav_missing_bytes(self.path) if wav else 0
-
-    def _probe_ffmpeg(self, why: str) -> None:
-        if shutil.which("ffmpeg") is None:
-            raise SourceError(f"{self.path}: cannot decode audio ({why}); install ffmpeg for more formats")
-        probe = subprocess.run(["ffmpeg", "-v", "error", "-i", self.path, "-t", "0.1", "-f", "s16le", "-ac", "1", "-ar", "16000", "-"],
-                               capture_output=True)
-        if probe.returncode != 0 or not probe.stdout:
-            raise SourceError(f"{self.path}: cannot decode audio (not a supported audio format or corrupt)")
-        self.sample_rate, self.channels, self.frames = SAMPLE_RATE, 1, -1
-        self._native = False
 
     @property
     def duration(self) -> float | None:
         return self.frames / self.sample_rate if self.frames > 0 else None
 
     def _raw_blocks(self, n: int) -> Iterator[np.ndarray]:
-        if self._file is not None:
-            while True:
-                try:
-                    x = self._file.read(n, dtype="float32", always_2d=True)
-                except Exception as e:  # truncated or corrupt data mid-file
-                    raise SourceError(f"{self.path}: decoding failed mid-file ({e})") from None
-                if len(x) == 0:
-                    if self._missing_bytes:  # libsndfile reads a cut-off WAV without a word
-                        raise SourceError(f"{self.path}: file is truncated ({self._missing_bytes} bytes missing from "
-                                          f"its end); the audio before the cut was analysed")
-                    return
-                yield _mono(self.conditioner.clean(x))  # before the mix-down: inf - inf is NaN
-        else:
-            layout = [] if self._native else ["-ac", "1", "-ar", str(SAMPLE_RATE)]
-            # ffmpeg's messages go to a file, not a pipe: a chatty decoder cannot stall on it
-            with tempfile.TemporaryFile() as log:
-                self._ffmpeg = subprocess.Popen(["ffmpeg", "-v", "error", "-i", self.path, "-f", "f32le", *layout, "-"],
-                                                stdout=subprocess.PIPE, stderr=log)
-                frame = 4 * self.channels
-                while True:
-                    data = self._ffmpeg.stdout.read(n * frame)
-                    if not data:
-                        break
-                    yield _mono(self.conditioner.clean(np.frombuffer(data[: len(data) // frame * frame], dtype="<f4").reshape(-1, self.channels)))
-                if self._ffmpeg.wait() != 0:
-                    log.seek(0)
-                    why = log.read().decode(errors="replace").strip().splitlines()
-                    raise SourceError(f"{self.path}: decoding failed mid-file ({why[-1] if why else 'ffmpeg failed'})")
+        if self._decoder is not None:
+            for x in self._decoder.blocks(n):
+                yield _mono(self.conditioner.clean(x))
+            d = self._decoder
+            if d.damaged:  # said at the end, as for a truncated WAV: the rest was analysed
+                t, why = d.first_damage
+                raise SourceError(f"{self.path}: {d.damaged} damaged packet{'s' if d.damaged > 1 else ''} skipped "
+                                  f"(the first at {t:.1f} s: {why}); the rest of the audio was analysed")
+            return
+        while True:
+            try:
+                x = self._file.read(n, dtype="float32", always_2d=True)
+            except Exception as e:  # truncated or corrupt data mid-file
+                raise SourceError(f"{self.path}: decoding failed mid-file ({e})") from None
+            if len(x) == 0:
+                if self._missing_bytes:  # libsndfile reads a cut-off WAV without a word
+                    raise SourceError(f"{self.path}: file is truncated ({self._missing_bytes} bytes missing from "
+                                      f"its end); the audio before the cut was analysed")
+                return
+            yield _mono(self.conditioner.clean(x))  # before the mix-down: inf - inf is NaN
 
     def blocks(self) -> Iterator[tuple[np.ndarray, float]]:
         resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32") if self.sample_rate != SAMPLE_RATE else None
@@ -294,8 +283,8 @@ class FileSource(Source):
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
-        if self._ffmpeg is not None and self._ffmpeg.poll() is None:
-            self._ffmpeg.kill()
+        if self._decoder is not None:
+            self._decoder.close()
 
 
 def _sounddevice():

@@ -40,3 +40,14 @@ def test_wheel_installs_into_a_fresh_venv_and_replays(tmp_path):
     assert sum(e["type"] == "emotion" for e in events) >= 8
     text = " ".join(e["text"] for e in events if e["type"] == "transcript" and e["final"]).lower()
     assert "ask not what your country can do for you" in text, text
+    # an MP3 with no ffmpeg binary anywhere on PATH (issue 25): decoded in-process, nothing on stderr but the summary
+    from stream_ser import codec
+    import soundfile as sf
+
+    (work / "jfk.mp3").write_bytes(codec.encode(sf.read(DATA / "jfk.flac", dtype="float32")[0], 16000, "mp3", 48))
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    r = subprocess.run([str(venv / "bin" / "stream-ser"), "replay", "jfk.mp3", "--speed", "0", "--plain", "--no-transcript"],
+                       cwd=work, capture_output=True, text=True, timeout=300, env={"PATH": str(empty), "HOME": str(tmp_path)})
+    assert r.returncode == 0 and "emotion windows: " in r.stderr, r.stderr[-3000:]
+    assert not [line for line in r.stderr.splitlines() if "mpg123" in line or "error" in line.lower()], r.stderr

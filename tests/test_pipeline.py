@@ -381,9 +381,9 @@ def test_local_agreement_holds_back_words_the_decodes_disagree_on():
 
 
 # ---------------------------------------------------------------- the code's layers
-LAYERS = ["errors", "quiet", "labels", "limits", "features", "events", "schema", "outputs", "ring", "vad", "windows", "sources", "push_source", "meter",
-          "tagging", "emotion", "transcribe", "pipeline", "session", "plain", "keys", "dashboard", "virtual_mic", "training", "report", "atomic",
-          "batch", "ray_engine", "serve", "cli",
+LAYERS = ["errors", "quiet", "labels", "limits", "codec", "device", "features", "events", "schema", "outputs", "ring", "vad", "windows", "sources",
+          "push_source", "meter", "tagging", "emotion", "transcribe", "pipeline", "session", "plain", "keys", "dashboard", "virtual_mic", "training",
+          "report", "atomic", "batch", "ray_engine", "serve", "cli",
           "__main__", "__init__"]
 
 

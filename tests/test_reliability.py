@@ -67,6 +67,19 @@ def test_speech_too_quiet_for_the_vad_warns(tmp_path, jfk, emotion_model):
     assert not [w for w in warnings if w.startswith("no speech")], warnings
 
 
+def test_a_vad_blip_in_faint_input_still_warns(tmp_path, jfk, emotion_model):
+    """jfk at -50 dBFS peak: the VAD calls a fraction of a second speech, which
+    is no voice heard; the faint input is still said, once 10 s have passed."""
+    audio = jfk_audio(jfk)
+    faint = tmp_path / "faint50.wav"
+    sf.write(faint, audio * (10 ** (-50 / 20) / np.abs(audio).max()), SR, subtype="FLOAT")
+    events = run_pipeline(faint, emotion_model, speed=0)
+    speech = [e for e in events if e["type"] == "speech"]
+    assert speech and speech[-1]["end"] - speech[0]["start"] < 1.0  # the blip this test is about
+    warnings = [w for e in events if e["type"] == "status" for w in e["warnings"]]
+    assert any(w.startswith("almost no speech in the first 11 s") and "very quiet (peak -50 dBFS)" in w for w in warnings), warnings
+
+
 def test_closed_stdout_ends_the_session_cleanly(tmp_path, jfk):
     """`stream-ser replay call.wav | head -2`: the reader goes away; the
     session ends as on Ctrl-C (exit 141), every event so far is in the JSONL."""

@@ -7,12 +7,11 @@ the evaluation conditions (telephone, noisy, reverb, mp3) with other seeds.
 
 from __future__ import annotations
 
-import subprocess
-
 import numpy as np
 import scipy.signal
 import soxr
 
+from .. import codec
 from ..features import SAMPLE_RATE
 
 
@@ -88,28 +87,21 @@ def time_stretch(audio, rng, rate=None):
 
 
 def opus(audio, rng=None, kbps=None):
-    """Round trip through ffmpeg's libopus at a low bitrate (VoIP-like, 8-24 kbit/s)."""
+    """Round trip through libopus at a low bitrate (VoIP-like, 8-24 kbit/s)."""
     kbps = int(rng.choice([8, 12, 16, 24])) if kbps is None else kbps
-    return _codec(audio, ["-c:a", "libopus", "-b:a", f"{kbps}k", "-f", "ogg"])
+    return _codec(audio, "opus", kbps)
 
 
 def mp3(audio, rng=None, kbps=32):
-    """Round trip through ffmpeg's MP3 encoder at ``kbps``."""
-    return _codec(audio, ["-b:a", f"{kbps}k", "-f", "mp3"])
+    """Round trip through the LAME MP3 encoder at ``kbps``."""
+    return _codec(audio, "mp3", kbps)
 
 
-def _codec(audio, encode_args):
-    """Encode with ffmpeg, decode back to 16 kHz, realign (encoders delay the signal)."""
-    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
-    enc = subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "s16le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-i", "-", *encode_args, "-"],
-        input=pcm, capture_output=True, check=True).stdout
-    dec = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", "-", "-f", "s16le", "-ar", str(SAMPLE_RATE), "-ac", "1", "-"],
-        input=enc, capture_output=True, check=True).stdout
-    y = np.frombuffer(dec, dtype="<i2").astype(np.float32) / 32768
-    # realign by cross-correlation
-    lag = int(np.argmax(scipy.signal.correlate(y[: len(audio) + 4000], audio, mode="valid")[:4000]))
+def _codec(audio, name, kbps):
+    """Encode and decode in memory (PyAV: no ffmpeg binary), realign (encoders delay the signal)."""
+    y = codec.round_trip(np.clip(audio, -1, 1), SAMPLE_RATE, name, kbps)
+    # realign by cross-correlation (PyAV already drops the delay an MP3 header declares; Opus's may remain)
+    lag = int(np.argmax(scipy.signal.correlate(_fit(y, len(audio) + 4000), audio, mode="valid")[:4000]))
     return _fit(y[lag:], len(audio))
 
 

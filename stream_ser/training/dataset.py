@@ -94,9 +94,9 @@ def _key(split: str, variant: str, seed: int, limit: int | None, clips: list[Cli
     # window logic, the features, the augmentations, the manifest's rows and
     # the files' sizes are part of the key (a stale cache would be train/serve
     # skew, or another dataset's features under this one's name).
-    from .. import features, sources, vad, windows
+    from .. import codec, features, sources, vad, windows
 
-    code = b"".join(Path(m.__file__).read_bytes() for m in (features, sources, vad, windows, augment))
+    code = b"".join(Path(m.__file__).read_bytes() for m in (features, sources, vad, windows, augment, codec))
     code += Path(__file__).read_bytes()
     # the file's size catches audio replaced under the same name (re-encoded, trimmed)
     rows = [(os.path.relpath(c.path, data_dir), c.speaker, c.emotion, c.path.stat().st_size if c.path.exists() else -1) for c in clips]
