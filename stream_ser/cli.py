@@ -266,7 +266,11 @@ def report_command(args) -> int:
     out = args.out or os.path.splitext(args.events)[0] + ".html"
     title = next((e["source"] for e in events if e.get("type") == "status" and e.get("source")), os.path.basename(args.events))
     try:
-        write_text(out, render_html(events, title))
+        page = render_html(events, title)
+    except (TypeError, ValueError, KeyError, AttributeError) as e:  # a hand-edited file: a field of the wrong type
+        raise UsageError(f"{args.events}: events with a field of the wrong type ({type(e).__name__}: {e})") from None
+    try:
+        write_text(out, page)
     except OSError as e:
         raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
     if args.png:

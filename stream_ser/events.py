@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 SCHEMA_VERSION = "1.0"  # of events.schema.json: major = a field removed or changed, minor = one added
+# (the schema refuses unknown fields, so validate against the version a status event names)
 
 
 @dataclass
@@ -107,14 +108,14 @@ def emotion_tag(emotion: dict[str, Any] | None) -> str:
     return f"({emotion['label']} {emotion['confidence']:.2f}) " if emotion else ""
 
 
-_TYPES = {"emotion": EmotionEvent, "transcript": TranscriptEvent, "speech": SpeechEvent, "status": StatusEvent}
+EVENT_TYPES = {"emotion": EmotionEvent, "transcript": TranscriptEvent, "speech": SpeechEvent, "status": StatusEvent}
 
 
 def event_from_dict(d: dict[str, Any]) -> Event:
     """The event a JSONL line holds (:meth:`Event.to_dict` reversed): unknown
     keys are ignored and missing ones take their defaults, so older or
     hand-made files read too.  Raises ``ValueError`` for an unknown type."""
-    cls = _TYPES.get(d.get("type"))
+    cls = EVENT_TYPES.get(d.get("type"))
     if cls is None:
         raise ValueError(f"unknown event type {d.get('type')!r}")
     names = {f.name for f in fields(cls)}

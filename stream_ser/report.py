@@ -18,6 +18,7 @@ import os
 from typing import Any
 
 from .errors import UsageError
+from .events import EVENT_TYPES
 from .labels import EMOTIONS, emotion_look
 from .session import summarise
 
@@ -44,7 +45,8 @@ def load_events(path: str | os.PathLike) -> list[dict[str, Any]]:
             if n == len(lines):
                 break
             raise UsageError(f"{path}: line {n} is not JSON") from None
-        if not isinstance(ev, dict) or "type" not in ev or "start" not in ev or "end" not in ev:
+        if not (isinstance(ev, dict) and ev.get("type") in EVENT_TYPES
+                and all(isinstance(ev.get(k), (int, float)) and not isinstance(ev.get(k), bool) for k in ("start", "end"))):
             raise UsageError(f"{path}: line {n} is not a stream-ser event")
         events.append(ev)
     return events

@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import events
+
 SCHEMA_PATH = Path(__file__).with_name("events.schema.json")
-EVENT_TYPES = ("emotion", "transcript", "speech", "status")
+EVENT_TYPES = tuple(events.EVENT_TYPES)
 
 
 def text() -> str:

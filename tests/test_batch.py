@@ -364,3 +364,10 @@ def test_report_command_writes_html_and_png(local_run, tmp_path):
     bad.write_text('{"type": "emotion"\nnot json\n{}\n')
     r = subprocess.run(CLI + ["report", str(bad)], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 2 and r.stderr.strip() == f"stream-ser: {bad}: line 1 is not JSON"
+    for line, says in (('{"type": "foo", "start": 0, "end": 1}', "line 1 is not a stream-ser event"),
+                       ('{"type": "emotion", "start": 0, "end": "x"}', "line 1 is not a stream-ser event"),
+                       ('{"type": "emotion", "start": 0, "end": 2.5, "label": "sad", "confidence": "high"}',
+                        "events with a field of the wrong type")):
+        bad.write_text(line + "\n")
+        r = subprocess.run(CLI + ["report", str(bad)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and says in r.stderr, r.stderr
