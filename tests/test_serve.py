@@ -313,9 +313,10 @@ def test_push_source_resamples_counts_drops_and_refuses_odd_blocks():
     from stream_ser.errors import SourceError
     from stream_ser.push_source import PushSource
 
-    src = PushSource(48000, queue_seconds=0.2, block_seconds=0.05)  # room for 4 blocks
+    src = PushSource(48000, queue_seconds=0.4)  # room for 0.4 s of audio, whatever the blocks' sizes
     tone = (np.sin(2 * np.pi * 440 * np.arange(4800) / 48000) * 16000).astype("<i2").tobytes()  # 0.1 s
-    for _ in range(6):
+    src.push(tone * 3)  # one block of 0.3 s
+    for _ in range(3):
         src.push(tone)
     assert src.dropped_samples == 2 * 1600  # two blocks found the queue full, counted at 16 kHz
     src.request_stop()
@@ -323,6 +324,20 @@ def test_push_source_resamples_counts_drops_and_refuses_odd_blocks():
     assert abs(len(got) - 4 * 1600) <= 2  # 0.4 s at 16 kHz, the resampler flushed at the end
     with pytest.raises(SourceError, match="16-bit"):
         src.push(b"\0\0\0")
+
+
+
+def test_push_source_that_stops_sending_ends_with_one_line():
+    from stream_ser.errors import SourceError
+    from stream_ser.push_source import PushSource
+
+    src = PushSource(16000, lost_after=0.3)
+    src.push(b"\0\0" * 1600)
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match="no audio from the page for 0.3 s") as e:
+        for _ in src.blocks():
+            pass
+    assert 0.3 <= time.monotonic() - t0 < 2 and "\n" not in str(e.value)
 
 
 def test_safe_names_and_origins():
