@@ -340,6 +340,18 @@ def test_push_source_that_stops_sending_ends_with_one_line():
     assert 0.3 <= time.monotonic() - t0 < 2 and "\n" not in str(e.value)
 
 
+def test_jsonl_and_srt_text_skip_what_json_refuses():
+    from stream_ser.outputs import jsonl_text, srt_text
+
+    events = [{"type": "transcript", "start": 0.0, "end": 1.5, "text": "hello there", "final": True, "emitted_at": 1.0},
+              {"type": "transcript", "start": 0.0, "end": 1.0, "text": "hel", "final": False, "emitted_at": 1.0},
+              {"type": "emotion", "start": 0.0, "end": 2.5, "label": "neu", "confidence": float("nan"), "emitted_at": 2.0}]
+    text, refused = jsonl_text(events)
+    assert refused == 1 and [json.loads(line)["type"] for line in text.splitlines()] == ["transcript", "transcript"]
+    assert srt_text(events) == "1\n00:00:00,000 --> 00:00:01,500\nhello there\n\n"
+
+
+
 def test_safe_names_and_origins():
     from stream_ser.serve import origin_ok, safe_name
 
