@@ -61,6 +61,7 @@ from .sources import FileSource
 
 WEB = Path(__file__).resolve().parent / "web"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ANY_ADDRESS = ("0.0.0.0", "::", "")  # every interface: the page may be reached under any name
 # Real-time sessions two cores sustain (bench/serve.py: no audio dropped, transcript
 # latency at most twice a lone session's): the default of --max-sessions.  With the
 # transcript two runs sustained 3 and 2 (bench/results/serve.json, serve_run2.json):
@@ -284,6 +285,16 @@ class Hub:
 
 # ---- the web app -----------------------------------------------------------------
 
+def allowed_hosts(host: str) -> list[str]:
+    """The ``Host`` names the app answers to (others get HTTP 400, against DNS
+    rebinding): the address it listens on and the loopback names, or any name
+    when it listens on every interface.  Starlette compares the header's host
+    lower-cased, without its port, an IPv6 address in its brackets."""
+    if host in ANY_ADDRESS:
+        return ["*"]
+    return sorted({f"[{h}]" if ":" in h else h for h in (host.lower(), *LOOPBACK)})
+
+
 def origin_ok(headers) -> bool:
     """The ``Origin`` a browser sent is this server as the page reached it."""
     origin, host = headers.get("origin"), headers.get("host")
@@ -503,15 +514,15 @@ def build_app(hub: Hub):
         WebSocketRoute("/ws", ws),
         Mount("/static", StaticFiles(directory=WEB), name="static"),
     ]
-    host = hub.options.host
-    allowed = list(LOOPBACK) if host in LOOPBACK else ["*"]  # loopback: no other Host (DNS rebinding)
-    return Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed)])
+    return Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(hub.options.host))])
 
 
 def warn_host(host: str, stream=sys.stderr) -> None:
     if host not in LOOPBACK:
+        names = "under any host name" if host in ANY_ADDRESS else f"as {host} (or a loopback name)"
         print(f"stream-ser: warning: serving on {host}: anyone who can reach this machine on that network can use the page "
-              f"(record, upload, run the models); browsers allow recording only on https or localhost", file=stream)
+              f"(record, upload, run the models), reached {names}; browsers allow recording only on https or localhost",
+              file=stream)
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -552,28 +563,33 @@ def serve(options: ServeOptions, stream=sys.stderr) -> int:
         raise UsageError("--max-upload-mb must be above 0 and at most 1000000")
     warn_host(options.host, stream)
     sock = listen_socket(options.host, options.port)
-    emotion = EmotionModel(o.emotion.models_dir, neutral_bias=o.emotion.neutral_bias)
-    whisper = load_whisper(o.transcribe) if o.transcript else None
-    warm_up()
-    hub = Hub(options, emotion, whisper)
-    app = build_app(hub)
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    print(f"stream-ser: serving http://{shown}:{port}/ (at most {options.sessions} {'analysis' if options.sessions == 1 else 'analyses'} at once; Ctrl-C stops)",
-          file=stream, flush=True)
-    config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio", ws_max_size=MAX_BLOCK_BYTES,
-                            lifespan="off", timeout_graceful_shutdown=2)
-    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to
-    # the handler that was there before: SIGINT's raises KeyboardInterrupt; SIGTERM
-    # gets one that raises too, so that the sessions' files go in either case
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminated)
-    try:
+    hub, previous = None, None
+    try:  # the port is let go however this ends (a model that does not load included)
+        emotion = EmotionModel(o.emotion.models_dir, neutral_bias=o.emotion.neutral_bias, device=o.emotion.device)
+        whisper = load_whisper(o.transcribe) if o.transcript else None
+        warm_up()
+        hub = Hub(options, emotion, whisper)
+        app = build_app(hub)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"stream-ser: serving http://{shown}:{port}/ (at most {options.sessions} {'analysis' if options.sessions == 1 else 'analyses'} at once; Ctrl-C stops)",
+              file=stream, flush=True)
+        config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio", ws_max_size=MAX_BLOCK_BYTES,
+                                lifespan="off", timeout_graceful_shutdown=2)
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to
+        # the handler that was there before: SIGINT's raises KeyboardInterrupt; SIGTERM
+        # gets one that raises too, so that the sessions' files go in either case; the
+        # handler found here is put back at the end (serve() may be embedded)
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminated)
         uvicorn.Server(config).run(sockets=[sock])
     except Terminated:
         return 143
     finally:
-        hub.shutdown()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if hub is not None:
+            hub.shutdown()
         sock.close()
     return 0
 

@@ -352,6 +352,41 @@ def test_jsonl_and_srt_text_skip_what_json_refuses():
 
 
 
+def test_allowed_hosts_and_the_host_check():
+    import asyncio
+    import concurrent.futures
+    from types import SimpleNamespace
+
+    from stream_ser.serve import ServeOptions, allowed_hosts, build_app
+
+    assert allowed_hosts("::1") == ["127.0.0.1", "[::1]", "localhost"]  # Starlette sees the brackets
+    assert allowed_hosts("192.168.1.5") == ["127.0.0.1", "192.168.1.5", "[::1]", "localhost"]
+    assert allowed_hosts("0.0.0.0") == allowed_hosts("::") == ["*"]
+
+    def status(host: str, header: str) -> int:
+        hub = SimpleNamespace(options=ServeOptions(host=host, max_sessions=1), sessions={}, running=0)
+        app, sent = build_app(hub), []
+        scope = {"type": "http", "method": "GET", "path": "/status", "raw_path": b"/status", "query_string": b"",
+                 "root_path": "", "scheme": "http", "server": ("127.0.0.1", 8000), "http_version": "1.1",
+                 "headers": [(b"host", header.encode())]}
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # (Playwright's loop may be running on this thread)
+            pool.submit(asyncio.run, app(scope, receive, send)).result()
+        return sent[0]["status"]
+
+    assert status("::1", "[::1]:8000") == 200
+    assert status("192.168.1.5", "192.168.1.5:8000") == status("192.168.1.5", "localhost:8000") == 200
+    assert status("192.168.1.5", "evil.example:8000") == 400  # DNS rebinding
+    assert status("0.0.0.0", "any.name:8000") == 200
+
+
+
 def test_safe_names_and_origins():
     from stream_ser.serve import origin_ok, safe_name
 
