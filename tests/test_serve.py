@@ -444,3 +444,20 @@ def test_host_warning_and_a_taken_port_is_one_line():
         r = subprocess.run([sys.executable, "-m", "stream_ser", "serve", "--port", str(port)], cwd=ROOT,
                            capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr == f"stream-ser: cannot listen on 127.0.0.1:{port}: Address already in use\n", r.stderr
+
+
+def test_a_closed_run_gives_its_place_back_once():
+    """Run.close frees the place at once; the run's own end (or a second close) does not free it again."""
+    from types import SimpleNamespace
+
+    from stream_ser.push_source import PushSource
+    from stream_ser.serve import Run
+
+    released = []
+    hub = SimpleNamespace(release=lambda: released.append(1))
+    run = Run(hub, PushSource(16000), "record", "recording", emit=lambda text: None, on_end=lambda run: None)
+    run.close()  # (its thread never started: nothing to wait for)
+    assert released == [1]
+    run.free_place()
+    run.close()
+    assert released == [1]
