@@ -405,8 +405,7 @@ class Archive:
     def save(self, job: Job, result: dict, model: str) -> dict:
         """Write a finished recording's files, its segments and, last, its
         record; returns its row."""
-        from .events import TranscriptEvent
-        from .outputs import subtitle_cue
+        from .outputs import jsonl_text, srt_text
         from .report import PLOTLY_JS, render_html
         from .session import summarise
 
@@ -414,9 +413,11 @@ class Archive:
         s = summarise(events)
         row = make_row(job, s, result, model)
         jsonl, srt, html = self.outputs(job.name)
-        write_text(jsonl, "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events))
-        finals = [TranscriptEvent(**e) for e in events if e.get("type") == "transcript" and e.get("final") and e.get("text")]
-        write_text(srt, "".join(subtitle_cue(ev, k + 1, "srt") for k, ev in enumerate(finals)))
+        text, refused = jsonl_text(events)
+        if refused:
+            print(f"stream-ser: {job.name}: {refused} event(s) held NaN or Infinity: left out of its JSONL", file=sys.stderr)
+        write_text(jsonl, text)
+        write_text(srt, srt_text(events))
         page = result.get("html") or render_html(events, job.name, plotly_js=PLOTLY_JS, error=result["error"], summary=s)
         write_text(html, page)
         write_segments(self.parts / f"{job.name}.parquet", job.name, events)

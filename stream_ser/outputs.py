@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from .errors import UsageError
-from .events import Event, TranscriptEvent, emotion_tag
+from .events import Event, TranscriptEvent, emotion_tag, event_from_dict
 
 KINDS = ("jsonl", "srt", "vtt")
 
@@ -272,6 +272,25 @@ def subtitle_cue(event: TranscriptEvent, number: int, kind: str, subtitles: str 
     tag = emotion_tag(event.emotion) if subtitles == "emotion" else ""
     return (f"{head}{_timestamp(event.start, sep)} --> {_timestamp(event.end, sep)}\n"
             f"{tag}{event.text}\n\n")
+
+
+def jsonl_text(events: Iterable[dict]) -> tuple[str, int]:
+    """A whole JSONL file of ``events`` (dicts, as :meth:`Event.to_dict` gives
+    them) at once, and how many were left out: those holding NaN or Infinity,
+    refused as :class:`JsonlWriter` refuses them."""
+    lines, refused = [], 0
+    for e in events:
+        try:
+            lines.append(json.dumps(e, separators=(",", ":"), allow_nan=False) + "\n")
+        except ValueError:
+            refused += 1
+    return "".join(lines), refused
+
+
+def srt_text(events: Iterable[dict], subtitles: str = "emotion") -> str:
+    """A whole SRT file of the final transcript spans among ``events`` (dicts)."""
+    finals = [event_from_dict(e) for e in events if e.get("type") == "transcript" and e.get("final") and e.get("text")]
+    return "".join(subtitle_cue(ev, k + 1, "srt", subtitles) for k, ev in enumerate(finals))
 
 
 class SubtitleWriter:

@@ -171,7 +171,7 @@ class Pipeline:
         self._abort()
         deadline = time.monotonic() + timeout
         for t in self._threads:
-            if t is not threading.current_thread():
+            if t is not threading.current_thread() and t.ident is not None:  # (events() may be starting them now)
                 t.join(max(0.0, deadline - time.monotonic()))
         if not any(t.name == "capture" and t.is_alive() for t in self._threads):
             self.source.close()  # else the capture thread closes it on its way out

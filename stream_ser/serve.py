@@ -36,6 +36,7 @@ a window costs milliseconds); faster-whisper queues concurrent calls itself.
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 import json
 import os
 import re
@@ -51,16 +52,18 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .errors import StreamSerError, UsageError
-from .events import TranscriptEvent
 from .labels import UNCERTAIN
-from .outputs import subtitle_cue
+from .outputs import jsonl_text, srt_text
 from .pipeline import Pipeline, PipelineOptions
 from .push_source import PushSource
 from .report import colour, render_html
+from .session import UNCERTAIN_BELOW
 from .sources import FileSource
 
 WEB = Path(__file__).resolve().parent / "web"
+PLOTLY_FILE = Path(str(importlib.resources.files("plotly"))) / "package_data" / "plotly.min.js"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ANY_ADDRESS = ("0.0.0.0", "::", "")  # every interface: the page may be reached under any name
 # Real-time sessions two cores sustain (bench/serve.py: no audio dropped, transcript
 # latency at most twice a lone session's): the default of --max-sessions.  With the
 # transcript two runs sustained 3 and 2 (bench/results/serve.json, serve_run2.json):
@@ -68,6 +71,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 REALTIME_SESSIONS = {"transcript": 2, "no_transcript": 8}
 MAX_BLOCK_BYTES = 256 * 1024  # one audio message: ~2.7 s of 48 kHz 16-bit PCM (the page sends ~43 ms)
 MAX_TEXT_BYTES = 4096  # one command message
+OPEN_PER_PLACE = 4  # tabs open at once per analysis place: each holds a temporary directory and maybe an upload
 DOWNLOADS = {"events.jsonl": "application/x-ndjson", "transcript.srt": "application/x-subrip", "report.html": "text/html"}
 
 
@@ -79,6 +83,8 @@ class ServeOptions:
         host, port: where to listen (port 0: any free port, printed at start).
         max_sessions: analyses running at once; None is what two cores sustain
             in real time (:data:`REALTIME_SESSIONS`, with or without transcript).
+            At most :data:`OPEN_PER_PLACE` times as many tabs are connected
+            at once (each may hold an upload); the next one is told "busy".
         max_upload_mb: the largest upload accepted (larger: HTTP 413).
         pipeline: every session's pipeline options.
     """
@@ -119,13 +125,20 @@ def safe_name(name: str, fallback: str = "recording") -> str:
     return re.sub(r"[^A-Za-z0-9._ -]", "_", stem).strip(" .")[:80] or fallback
 
 
-def srt_text(events: list[dict]) -> str:
-    finals = [TranscriptEvent(**e) for e in events if e.get("type") == "transcript" and e.get("final") and e.get("text")]
-    return "".join(subtitle_cue(ev, k + 1, "srt") for k, ev in enumerate(finals))
+def error_line(e: Exception, upload: str | None = None, name: str = "") -> str:
+    """What the page shows of a failure: one line, the upload's server path
+    replaced by the user's file name."""
+    if isinstance(e, StreamSerError):
+        text = str(e)
+    else:  # a bug or a library's surprise
+        text = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+    return text.replace(upload, name) if upload else text
 
 
 class Run:
-    """One analysis (a recording or an upload) on its own thread.
+    """One analysis (a recording or an upload) on its own thread, holding one
+    of the hub's places (acquired by the caller, released once: when the run
+    ends or as soon as :meth:`close` is called).
 
     ``emit`` is called on that thread with each message (a JSON string); it must
     be thread-safe.  :meth:`stop` ends capture (the rest is analysed),
@@ -135,10 +148,13 @@ class Run:
         self.hub, self.source, self.kind, self.name = hub, source, kind, name
         self.emit, self.on_end, self.upload = emit, on_end, upload
         self.events: list[dict] = []
+        self.refused = 0  # events holding NaN or Infinity: neither sent nor kept (strict JSON)
         self.error: str | None = None
         self.done = threading.Event()
         self.pipeline: Pipeline | None = None
         self._closed = threading.Event()
+        self._holds_place = True
+        self._place_lock = threading.Lock()
         self.thread = threading.Thread(target=self._main, name=f"run-{kind}", daemon=True)
 
     def start(self) -> None:
@@ -149,11 +165,12 @@ class Run:
         p = self.pipeline
         return p.ring.written / 16000 if p is not None else 0.0
 
-    def _message(self, kind: str, **body) -> None:
-        try:
-            self.emit(json.dumps({"type": kind, **body}, separators=(",", ":"), allow_nan=False))
-        except ValueError:  # NaN or Infinity: never sent as JSON (as the JSONL writer refuses them)
-            pass
+    def free_place(self) -> None:
+        """Give the hub's place back (only the first call does)."""
+        with self._place_lock:
+            held, self._holds_place = self._holds_place, False
+        if held:
+            self.hub.release()
 
     def _main(self) -> None:
         try:
@@ -162,32 +179,25 @@ class Run:
             if self._closed.is_set():
                 return
             for ev in self.pipeline.events():
-                d = ev.to_dict()
-                self.events.append(d)
-                self._message("event", event=d)
-        except StreamSerError as e:
-            self.error = self._hide_path(str(e))
-        except Exception as e:  # a bug or a library's surprise: this run ends, the server goes on
-            self.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+                try:
+                    line = ev.to_json()
+                except ValueError:  # NaN or Infinity: neither sent nor downloaded (as the JSONL writer refuses them)
+                    self.refused += 1
+                    continue
+                self.events.append(ev.to_dict())
+                self.emit(f'{{"type":"event","event":{line}}}')
+        except Exception as e:  # this run ends, the server goes on
+            self.error = error_line(e, self.upload, self.name)
         finally:
             if self.pipeline is not None:
                 self.pipeline.close()
             else:
                 self.source.close()
-            self._delete_upload()
-            self.hub.release()
+            if self.upload:
+                _unlink(self.upload)
+            self.free_place()
             self.done.set()
             self.on_end(self)
-
-    def _hide_path(self, message: str) -> str:
-        return message.replace(self.upload, self.name) if self.upload else message
-
-    def _delete_upload(self) -> None:
-        if self.upload:
-            try:
-                os.unlink(self.upload)
-            except OSError:
-                pass
 
     def stop(self) -> None:
         if self.pipeline is not None:
@@ -197,9 +207,15 @@ class Run:
 
     def close(self, timeout: float = 1.8) -> None:
         self._closed.set()
-        if self.pipeline is not None:
-            self.pipeline.close(timeout=timeout)
+        pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.close(timeout=0)  # every stage told to stop, now
         self.source.request_stop()
+        # the tab is gone: its place is free at once (a transcription under way
+        # ends within ~2 s, on the run's thread, which is not waited for beyond this)
+        self.free_place()
+        if pipeline is not None:
+            pipeline.close(timeout=timeout)
         if self.thread.ident is not None:
             self.thread.join(timeout=0.2)
 
@@ -269,12 +285,19 @@ class Hub:
         colours = {k: colour(k) for k in labels} | {"?": Color.parse(UNCERTAIN[1]).get_truecolor().hex}  # as the dashboard
         return {"type": "hello", "session": session.id, "labels": labels, "colours": colours,
                 "transcript": self.options.pipeline.transcript, "max_upload_mb": self.options.max_upload_mb,
-                "max_sessions": self.options.sessions}
+                "max_sessions": self.options.sessions, "uncertain_below": UNCERTAIN_BELOW}
+
+    @property
+    def max_open(self) -> int:
+        return OPEN_PER_PLACE * self.options.sessions
 
     def busy(self) -> str:
         n = self.options.sessions
         return (f"busy: {n} analysis{'es are' if n != 1 else ' is'} running, as many as this machine keeps up with "
                 f"in real time; try again in a moment")
+
+    def full(self) -> str:
+        return f"busy: {self.max_open} pages are connected, as many as this server keeps open; try again in a moment"
 
     def shutdown(self) -> None:
         for s in list(self.sessions.values()):
@@ -283,6 +306,16 @@ class Hub:
 
 
 # ---- the web app -----------------------------------------------------------------
+
+def allowed_hosts(host: str) -> list[str]:
+    """The ``Host`` names the app answers to (others get HTTP 400, against DNS
+    rebinding): the address it listens on and the loopback names, or any name
+    when it listens on every interface.  Starlette compares the header's host
+    lower-cased, without its port, an IPv6 address in its brackets."""
+    if host in ANY_ADDRESS:
+        return ["*"]
+    return sorted({f"[{h}]" if ":" in h else h for h in (host.lower(), *LOOPBACK)})
+
 
 def origin_ok(headers) -> bool:
     """The ``Origin`` a browser sent is this server as the page reached it."""
@@ -304,20 +337,19 @@ def build_app(hub: Hub):
     from starlette.websockets import WebSocketDisconnect
 
     limit = int(hub.options.max_upload_mb * 1024 * 1024)
-    plotly_js: list[str] = []
+    # a socket the tab closed: Starlette's disconnect, the server's closed
+    # transport (OSError) or a send after the close (RuntimeError)
+    GONE = (WebSocketDisconnect, OSError, RuntimeError)
 
     async def index(request):
         return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
 
-    async def plotly(request):
-        if not plotly_js:
-            import plotly.offline
-
-            plotly_js.append(plotly.offline.get_plotlyjs())
-        return Response(plotly_js[0], media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
+    async def plotly(request):  # the plotly package's own file (FileResponse: ETag, ranges)
+        return FileResponse(PLOTLY_FILE, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
 
     async def status(request):
-        return JSONResponse({"sessions": len(hub.sessions), "running": hub.running, "max_sessions": hub.options.sessions})
+        return JSONResponse({"sessions": len(hub.sessions), "running": hub.running, "max_sessions": hub.options.sessions,
+                             "max_open": hub.max_open})
 
     async def upload(request):
         if request.headers.get("origin") and not origin_ok(request.headers):
@@ -360,7 +392,7 @@ def build_app(hub: Hub):
         if run is None or what not in DOWNLOADS:
             return PlainTextResponse("nothing to download (finish an analysis first)", status_code=404)
         if what == "events.jsonl":
-            body = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in run.events)
+            body = jsonl_text(run.events)[0]  # (the run kept no event that JSON refuses)
         elif what == "transcript.srt":
             body = srt_text(run.events)
         else:
@@ -374,6 +406,13 @@ def build_app(hub: Hub):
             await websocket.close(code=1008)  # before accept: the handshake is refused (HTTP 403)
             return
         await websocket.accept()
+        if len(hub.sessions) >= hub.max_open:  # (checked and added with no await between: one event loop)
+            try:
+                await websocket.send_text(json.dumps({"type": "busy", "message": hub.full()}))
+                await websocket.close(code=1013)  # "try again later"
+            except GONE:
+                pass
+            return
         session = Session(hub)
         hub.sessions[session.id] = session
         loop = asyncio.get_running_loop()
@@ -391,21 +430,25 @@ def build_app(hub: Hub):
                     session.run = None
                 session.finished = run
             downloads = {k.split(".")[1]: f"/download/{session.id}/{k}" for k in DOWNLOADS} if run.events else {}
-            emit(json.dumps({"type": "end", "kind": run.kind, "name": run.name, "error": run.error, "downloads": downloads}))
+            emit(json.dumps({"type": "end", "kind": run.kind, "name": run.name, "error": run.error, "refused": run.refused,
+                             "downloads": downloads}))
 
         async def send(message_type: str, **body) -> None:
             await websocket.send_text(json.dumps({"type": message_type, **body}))
 
         async def sender() -> None:
-            while True:
-                try:
-                    text = await asyncio.wait_for(out.get(), 0.25)
-                except asyncio.TimeoutError:
-                    run = session.run
-                    if run is not None and run.kind == "upload" and run.source.duration:
-                        await send("progress", done=round(run.audio_seconds, 2), total=round(run.source.duration, 2))
-                    continue
-                await websocket.send_text(text)
+            try:
+                while True:
+                    try:
+                        text = await asyncio.wait_for(out.get(), 0.25)
+                    except asyncio.TimeoutError:
+                        run = session.run
+                        if run is not None and run.kind == "upload" and run.source.duration:
+                            await send("progress", done=round(run.audio_seconds, 2), total=round(run.source.duration, 2))
+                        continue
+                    await websocket.send_text(text)
+            except GONE:  # the tab went: the receiving loop ends the session
+                return
 
         async def start(source_factory, kind: str, name: str, upload: str | None = None) -> None:
             if session.run is not None:
@@ -413,20 +456,38 @@ def build_app(hub: Hub):
                 return
             try:
                 source = await asyncio.to_thread(source_factory)
-            except StreamSerError as e:
+            except Exception as e:  # a file that does not decode (or a surprise): one line, the session goes on
                 if upload:
                     _unlink(upload)
-                await send("error", message=str(e).replace(upload, name) if upload else str(e))
+                await send("error", message=error_line(e, upload, name))
                 return
             if not hub.acquire():
                 source.close()
-                if upload:  # kept for another try
-                    session.upload = (upload, name)
+                if upload:  # kept for another try, unless another file came meanwhile
+                    with session.lock:
+                        keep = session.upload is None
+                        if keep:
+                            session.upload = (upload, name)
+                    if not keep:
+                        _unlink(upload)
                 await send("busy", message=hub.busy())
                 return
-            run = Run(hub, source, kind, name, emit, on_end, upload=upload)
-            session.run = run
-            run.start()
+            run = None
+            try:
+                run = Run(hub, source, kind, name, emit, on_end, upload=upload)
+                session.run = run
+                run.start()
+            except Exception as e:  # (a thread that cannot start): nothing is left held
+                session.run = None
+                source.close()
+                if upload:
+                    _unlink(upload)
+                if run is not None:
+                    run.free_place()
+                else:
+                    hub.release()
+                await send("error", message=error_line(e, upload, name))
+                return
             await send("started", kind=kind, name=name, duration=getattr(source, "duration", None))
 
         async def command(msg: dict) -> str | None:
@@ -487,10 +548,11 @@ def build_app(hub: Hub):
             if why is not None:  # malformed: this session only is closed, with the reason
                 await send("error", message=f"session closed: {why}")
                 await websocket.close(code=1008, reason=why[:120])
-        except WebSocketDisconnect:
+        except GONE:
             pass
         finally:
             sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)  # its end (or failure) collected
             hub.sessions.pop(session.id, None)
             await asyncio.to_thread(session.close)
 
@@ -503,15 +565,15 @@ def build_app(hub: Hub):
         WebSocketRoute("/ws", ws),
         Mount("/static", StaticFiles(directory=WEB), name="static"),
     ]
-    host = hub.options.host
-    allowed = list(LOOPBACK) if host in LOOPBACK else ["*"]  # loopback: no other Host (DNS rebinding)
-    return Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed)])
+    return Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(hub.options.host))])
 
 
 def warn_host(host: str, stream=sys.stderr) -> None:
     if host not in LOOPBACK:
+        names = "under any host name" if host in ANY_ADDRESS else f"as {host} (or a loopback name)"
         print(f"stream-ser: warning: serving on {host}: anyone who can reach this machine on that network can use the page "
-              f"(record, upload, run the models); browsers allow recording only on https or localhost", file=stream)
+              f"(record, upload, run the models), reached {names}; browsers allow recording only on https or localhost",
+              file=stream)
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -552,28 +614,33 @@ def serve(options: ServeOptions, stream=sys.stderr) -> int:
         raise UsageError("--max-upload-mb must be above 0 and at most 1000000")
     warn_host(options.host, stream)
     sock = listen_socket(options.host, options.port)
-    emotion = EmotionModel(o.emotion.models_dir, neutral_bias=o.emotion.neutral_bias)
-    whisper = load_whisper(o.transcribe) if o.transcript else None
-    warm_up()
-    hub = Hub(options, emotion, whisper)
-    app = build_app(hub)
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    print(f"stream-ser: serving http://{shown}:{port}/ (at most {options.sessions} {'analysis' if options.sessions == 1 else 'analyses'} at once; Ctrl-C stops)",
-          file=stream, flush=True)
-    config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio", ws_max_size=MAX_BLOCK_BYTES,
-                            lifespan="off", timeout_graceful_shutdown=2)
-    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to
-    # the handler that was there before: SIGINT's raises KeyboardInterrupt; SIGTERM
-    # gets one that raises too, so that the sessions' files go in either case
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminated)
-    try:
+    hub, previous = None, None
+    try:  # the port is let go however this ends (a model that does not load included)
+        emotion = EmotionModel(o.emotion.models_dir, neutral_bias=o.emotion.neutral_bias, device=o.emotion.device)
+        whisper = load_whisper(o.transcribe) if o.transcript else None
+        warm_up()
+        hub = Hub(options, emotion, whisper)
+        app = build_app(hub)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"stream-ser: serving http://{shown}:{port}/ (at most {options.sessions} {'analysis' if options.sessions == 1 else 'analyses'} at once; Ctrl-C stops)",
+              file=stream, flush=True)
+        config = uvicorn.Config(app, log_level="warning", ws="websockets-sansio", ws_max_size=MAX_BLOCK_BYTES,
+                                lifespan="off", timeout_graceful_shutdown=2)
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to
+        # the handler that was there before: SIGINT's raises KeyboardInterrupt; SIGTERM
+        # gets one that raises too, so that the sessions' files go in either case; the
+        # handler found here is put back at the end (serve() may be embedded)
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminated)
         uvicorn.Server(config).run(sockets=[sock])
     except Terminated:
         return 143
     finally:
-        hub.shutdown()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if hub is not None:
+            hub.shutdown()
         sock.close()
     return 0
 

@@ -328,14 +328,80 @@ def list_devices() -> str:
     return "\n".join(lines) if lines else "no input devices"
 
 
-class MicSource(Source):
+class QueuedSource(Source):
+    """A live source whose audio another thread hands over (a device's
+    callback, a socket) through a queue holding at most ``queue_seconds`` of
+    audio: a block that does not fit is dropped and counted.  :meth:`blocks`
+    (the pipeline's capture thread) cleans, resamples to 16 kHz and removes DC;
+    when no audio came for a while, :meth:`lost` says whether that ends it.
+
+    Threading: :meth:`_put` from the one delivering thread (never blocks);
+    :meth:`blocks` on the capture thread; :meth:`request_stop` from any.
+    A subclass sets ``sample_rate`` and calls :meth:`_start_queue`.
+    """
+
+    live = True
+    drain_at_stop = False  # True: after a stop, blocks() still yields the audio already queued
+
+    def _start_queue(self, queue_seconds: float) -> None:
+        self.conditioner = Conditioner()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._room = max(1, int(queue_seconds * self.sample_rate))  # samples at the source's rate
+        self._queued = 0
+        self._queued_lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def _put(self, x: np.ndarray, captured_at: float) -> None:
+        with self._queued_lock:
+            fits = self._queued + len(x) <= self._room
+            if fits:
+                self._queued += len(x)
+            else:
+                self.dropped_samples += len(x) * SAMPLE_RATE // self.sample_rate
+        if fits:
+            self._queue.put((x, captured_at))
+
+    def lost(self, silent_for: float) -> SourceError | None:
+        """The error that ends a source silent for ``silent_for`` s, or None to wait on."""
+        return None
+
+    def blocks(self) -> Iterator[tuple[np.ndarray, float]]:
+        resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32") if self.sample_rate != SAMPLE_RATE else None
+        last_audio = time.monotonic()
+        while self.drain_at_stop or not self._stop.is_set():
+            try:
+                x, t = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set():
+                    break
+                error = self.lost(time.monotonic() - last_audio)
+                if error is not None:
+                    raise error
+                continue
+            with self._queued_lock:
+                self._queued -= len(x)
+            last_audio = time.monotonic()
+            x = self.conditioner.clean(x)
+            y = self.conditioner.remove_dc(resampler.resample_chunk(x) if resampler else x)
+            if len(y):
+                yield y, t
+        if self.drain_at_stop and resampler is not None:  # the resampler's last few ms
+            y = self.conditioner.remove_dc(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+            if len(y):
+                yield y, time.time()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+
+class MicSource(QueuedSource):
     """A live input device through sounddevice, at the device's own rate.
 
     The PortAudio callback runs on PortAudio's thread and only copies the block
-    into a bounded queue (never blocks); when the queue is full the block is
-    dropped and counted.  :meth:`blocks` runs on the pipeline's capture thread:
-    it downmixes and resamples to 16 kHz.  A device that delivers nothing for
-    ``lost_after`` seconds raises :class:`DeviceLost`.
+    into the bounded queue (never blocks).  :meth:`blocks` runs on the
+    pipeline's capture thread (:class:`QueuedSource`); it ends at once when
+    stopped.  A device that delivers nothing for ``lost_after`` seconds raises
+    :class:`DeviceLost`.
     """
 
     def __init__(self, device: str | int | None = None, sample_rate: int | None = None,
@@ -344,8 +410,6 @@ class MicSource(Source):
             check_number("samplerate", sample_rate, 1000, 384000, " Hz", integer=True)
         sd = _sounddevice()
 
-        self.live = True
-        self.conditioner = Conditioner()
         self.device = find_device(device)
         info = sd.query_devices(self.device)
         self.name = info["name"]
@@ -353,8 +417,7 @@ class MicSource(Source):
         self.channels = 1
         self.block_seconds = block_seconds
         self.lost_after = lost_after
-        self._queue: queue.Queue = queue.Queue(maxsize=max(4, int(queue_seconds / block_seconds)))
-        self._stop = threading.Event()
+        self._start_queue(queue_seconds)
         try:
             sd.check_input_settings(self.device, channels=1, samplerate=self.sample_rate, dtype="float32")
         except Exception as e:
@@ -364,10 +427,7 @@ class MicSource(Source):
     def _callback(self, indata, frames, time_info, status):
         if status.input_overflow:
             self.overflows += 1
-        try:
-            self._queue.put_nowait((indata[:, 0].copy(), time.time()))
-        except queue.Full:
-            self.dropped_samples += frames * SAMPLE_RATE // self.sample_rate
+        self._put(indata[:, 0].copy(), time.time())
 
     def open(self) -> None:
         """Start capturing (call after the models are loaded)."""
@@ -383,25 +443,12 @@ class MicSource(Source):
     def blocks(self) -> Iterator[tuple[np.ndarray, float]]:
         if self._stream is None:
             self.open()
-        resampler = soxr.ResampleStream(self.sample_rate, SAMPLE_RATE, 1, dtype="float32") if self.sample_rate != SAMPLE_RATE else None
-        last_audio = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                x, t = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                if self._stop.is_set():
-                    return
-                if time.monotonic() - last_audio > self.lost_after or (self._stream is not None and not self._stream.active):
-                    raise DeviceLost(f"input device {self.name!r} stopped delivering audio")
-                continue
-            last_audio = time.monotonic()
-            x = self.conditioner.clean(x)
-            y = self.conditioner.remove_dc(resampler.resample_chunk(x) if resampler else x)
-            if len(y):
-                yield y, t
+        yield from super().blocks()  # returns within 0.1 s of a stop; the stream is closed on its thread
 
-    def request_stop(self) -> None:
-        self._stop.set()  # blocks() returns within 0.1 s; the stream is closed on its thread
+    def lost(self, silent_for: float) -> SourceError | None:
+        if silent_for > self.lost_after or (self._stream is not None and not self._stream.active):
+            return DeviceLost(f"input device {self.name!r} stopped delivering audio")
+        return None
 
     def close(self) -> None:
         self._stop.set()

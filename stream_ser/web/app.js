@@ -6,7 +6,7 @@
 
 const $ = (id) => document.getElementById(id);
 const S = window.streamSer = {
-  session: null, labels: [], colours: {}, transcript: true,
+  session: null, labels: [], colours: {}, transcript: true, uncertainBelow: 0.2,
   events: 0, emotions: [], finals: [], partial: null, status: null,
   displayLatencies: [], emotionLatencies: [], transcriptLatencies: [],
   running: null, ended: 0, lastEnd: null, messages: [],
@@ -50,7 +50,7 @@ function setButtons() {
 
 function reset() {
   Object.assign(S, { events: 0, emotions: [], finals: [], partial: null, status: null,
-                     emotionLatencies: [], transcriptLatencies: [] });
+                     displayLatencies: [], emotionLatencies: [], transcriptLatencies: [] });
   $("transcript").replaceChildren();
   $("partial").textContent = "";
   $("badge").textContent = "–";
@@ -102,7 +102,7 @@ function laterTimeline() { // at most ~3 redraws a second: the timeline grows, t
 function onEmotion(ev) {
   S.emotions.push(ev);
   S.emotionLatencies.push(ev.latency_ms);
-  const uncertain = ev.confidence < 0.2;
+  const uncertain = ev.confidence < S.uncertainBelow;
   const label = uncertain ? "?" : ev.label;
   const b = $("badge");
   b.textContent = `${label} ${ev.confidence.toFixed(2)}`;
@@ -186,7 +186,8 @@ function connect() {
     const msg = JSON.parse(m.data);
     switch (msg.type) {
       case "hello":
-        Object.assign(S, { session: msg.session, labels: msg.labels, colours: msg.colours, transcript: msg.transcript });
+        Object.assign(S, { session: msg.session, labels: msg.labels, colours: msg.colours, transcript: msg.transcript,
+                           uncertainBelow: msg.uncertain_below });
         $("conn").textContent = `connected · at most ${msg.max_sessions} analyses at once · uploads up to ${msg.max_upload_mb} MB`;
         reset();
         break;
@@ -207,6 +208,7 @@ function connect() {
         stopMic();
         if (msg.kind === "upload" && !msg.error) $("progress").value = 1;
         if (msg.error) say(msg.error);
+        else if (msg.refused) say(`${msg.refused} event(s) held NaN or Infinity: left out of the view and the downloads`);
         if (plotted) drawTimeline();
         if (msg.downloads && msg.downloads.jsonl) {
           for (const k of ["jsonl", "srt", "html"]) $(`dl-${k}`).href = msg.downloads[k];
