@@ -91,8 +91,8 @@ class TranscribeOptions:
     cpu_threads: int = 2
     beam_size: int = 1
     final_beam_size: int = 5
-    first_decode: float = 1.5
-    cadence: float = 1.5
+    first_decode: float = 2.0
+    cadence: float = 1.25
     settle: float | None = 0.5
     tokens_per_second: float = 8.0
     repetition_penalty: float = 1.05
