@@ -23,7 +23,8 @@ For (b) and (c):
       of the event that committed it minus the capture wall time of the word's
       audio end.  The word's audio end is the offline decode's word timestamp
       (``word_timestamps=True``, shifted to the recording's place) of the word
-      it aligns to (difflib alignment of the folded word sequences); a stream
+      it aligns to (difflib alignment of the folded word sequences, per
+      recording: an event belongs to the recording that holds its midpoint); a stream
       word with no aligned offline word gets an end spread evenly over its
       event's span.  At real-time pace capture time is the stream clock, so
       word latency = ``latency_ms`` / 1000 + (event end - word end).  Also
@@ -89,24 +90,31 @@ def stream_text(events: list[dict]) -> str:
 
 
 def word_latencies(events: list[dict], spans: list[dict], off: dict[str, dict]) -> tuple[list[float], list[float], int]:
-    """Word latencies (s) with offline word ends where aligned, and with evenly spread ends; aligned count."""
-    timeline = [(w, s["start"] + t) for s in spans for w, t in off[s["path"]]["ends"]]
-    stream = []  # (word, event, index in event, words in event)
+    """Word latencies (s) with offline word ends where aligned, and with evenly spread ends; aligned count.
+    Each final event belongs to the recording whose span (plus the gap after it) holds its midpoint;
+    its words are aligned to that recording's offline words only (the long recording repeats texts)."""
+    mine: list[list[tuple[str, dict, int, int]]] = [[] for _ in spans]
     for e in C.final_transcripts(events):
+        mid = (e["start"] + e["end"]) / 2
+        k = min(range(len(spans)), key=lambda i: 0.0 if spans[i]["start"] <= mid < spans[i]["end"] + GAP
+                else min(abs(mid - spans[i]["start"]), abs(mid - spans[i]["end"] - GAP)))
         ws = C.words(e["text"])
-        stream += [(w, e, i, len(ws)) for i, w in enumerate(ws)]
-    aligned: dict[int, float] = {}
-    sm = difflib.SequenceMatcher(a=[w for w, *_ in stream], b=[w for w, _ in timeline], autojunk=False)
-    for block in sm.get_matching_blocks():
-        for k in range(block.size):
-            aligned[block.a + k] = timeline[block.b + k][1]
-    measured, spread = [], []
-    for k, (_, e, i, n) in enumerate(stream):
-        even = e["start"] + (i + 1) / n * (e["end"] - e["start"])
-        base = e["latency_ms"] / 1000 + e["end"]
-        measured.append(base - aligned.get(k, even))
-        spread.append(base - even)
-    return measured, spread, len(aligned)
+        mine[k] += [(w, e, i, len(ws)) for i, w in enumerate(ws)]
+    measured, spread, aligned = [], [], 0
+    for span, stream in zip(spans, mine):
+        timeline = [(w, span["start"] + t) for w, t in off[span["path"]]["ends"]]
+        ends: dict[int, float] = {}
+        sm = difflib.SequenceMatcher(a=[w for w, *_ in stream], b=[w for w, _ in timeline], autojunk=False)
+        for block in sm.get_matching_blocks():
+            for k in range(block.size):
+                ends[block.a + k] = timeline[block.b + k][1]
+        aligned += len(ends)
+        for k, (_, e, i, n) in enumerate(stream):
+            even = e["start"] + (i + 1) / n * (e["end"] - e["start"])
+            base = e["latency_ms"] / 1000 + e["end"]
+            measured.append(base - ends.get(k, even))
+            spread.append(base - even)
+    return measured, spread, aligned
 
 
 def stream_run(built: dict, off: dict[str, dict], tmp: Path, label: str) -> dict:
