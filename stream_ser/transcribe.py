@@ -5,12 +5,14 @@ re-emitted or changed.
 
 When a word is committed (the commit policy):
   - during the utterance, a greedy re-decode after each ``cadence`` s of new
-    audio (the first once ``first_decode`` s have arrived) commits the words on
-    which it and the previous decode agree (LocalAgreement-2) and, with
-    ``settle``, the words that end at least ``settle`` s before the decoded
-    audio does (their right context is heard);
+    audio (the first once ``first_decode`` s have arrived) commits the longest
+    prefix of words on which it and the previous decode agree
+    (LocalAgreement-2) or, with ``settle``, that the previous decode did not
+    hear and that end at least ``settle`` s before the decoded audio does
+    (their right context is heard).  Words two decodes disagree on wait;
   - at the utterance's end, one decode of the whole utterance with
-    ``final_beam_size`` replaces what is not committed yet.
+    ``final_beam_size`` replaces what is not committed yet (unless the last
+    partial decode already heard the whole of the speech: its words are used).
 
 Every decode is bounded: greedy or beam at temperature 0 only (whisper's
 temperature fallback re-decodes up to five more times, with five samples
@@ -78,8 +80,8 @@ class TranscribeOptions:
             committed when an utterance runs longer, so cost does not grow.
         context: an utterance that starts within this many seconds of the
             previous one is decoded together with it (as context only: its
-            words were committed already); whisper is far more accurate on a
-            sentence than on a fragment.
+            words were committed already); 0 (the default) is off: every
+            decode would re-read the previous utterance's words.
         max_lag: a live stream that falls this far behind skips ahead (counted).
         merge: finished utterances waiting in a queue (fast replay) are decoded
             together up to this many seconds, one decode instead of many.
