@@ -35,7 +35,7 @@ For (b) and (c):
       including loading.
   drift (c only): commit latency p50/max in the first and the last minute.
 
-    flock /work/bench.lock python bench/transcript.py [--quick] [--no-speed0] [--long-minutes 10] [--json]
+    python bench/transcript.py [--quick] [--no-speed0] [--long-minutes 10] [--json]
 """
 
 from __future__ import annotations
