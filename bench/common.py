@@ -75,10 +75,9 @@ def need_data() -> None:
 
 
 def cli_cmd() -> list[str]:
-    """How to run stream-ser: the console script next to this python, else ``-m``."""
-    exe = Path(sys.executable).parent / "stream-ser"
-    if exe.exists():
-        return [str(exe)]
+    """How to run stream-ser: ``python -m stream_ser`` from ROOT (run_cli's and
+    LiveSession's working directory), so that the package measured is this
+    checkout's, not whichever one the venv's console script was installed from."""
     return [sys.executable, "-m", "stream_ser"]
 
 

@@ -1,6 +1,25 @@
-"""Transcript stage: faster-whisper re-decodes the open utterance on a cadence and
-commits words by LocalAgreement-2 (a word is final once two consecutive decodes
-agree on it).  Committed text is never re-emitted or changed."""
+"""Transcript stage: faster-whisper decodes the open utterance greedily as its
+speech grows, commits the words that are settled, and decodes the whole
+utterance once more with a wider beam when it ends.  Committed text is never
+re-emitted or changed.
+
+When a word is committed (the commit policy):
+  - during the utterance, a greedy re-decode after each ``cadence`` s of new
+    audio (the first once ``first_decode`` s have arrived) commits the longest
+    prefix of words on which it and the previous decode agree
+    (LocalAgreement-2) or, with ``settle``, that the previous decode did not
+    hear and that end at least ``settle`` s before the decoded audio does
+    (their right context is heard).  Words two decodes disagree on wait;
+  - at the utterance's end, one decode of the whole utterance with
+    ``final_beam_size`` replaces what is not committed yet (unless the last
+    partial decode already heard the whole of the speech: its words are used).
+
+Every decode is bounded: greedy or beam at temperature 0 only (whisper's
+temperature fallback re-decodes up to five more times, with five samples
+each), and at most ``16 + tokens_per_second`` x audio seconds of text (a
+repetition loop such as "flower-f-f-f-f..." otherwise runs to whisper's
+448-token limit).  Unbounded decodes were what once held a commit 9 s.
+"""
 
 from __future__ import annotations
 
@@ -42,15 +61,27 @@ class TranscribeOptions:
         model: a faster-whisper model directory or name; None is the bundled tiny.en.
         device: "auto" (CUDA when available, else CPU), "cpu" or "cuda".
         compute_type: "auto" is int8 on CPU and float16 on a GPU.
-        beam_size: decoder beam (1 is greedy: fastest, and as accurate here).
-        cadence: seconds of new audio between re-decodes of an open utterance.
+        beam_size: decoder beam of the partial decodes of an open utterance (1 is greedy).
+        final_beam_size: decoder beam of the decode of a finished utterance,
+            whose words replace the uncommitted rest of its partials.
+        first_decode: seconds of audio after the onset before an open
+            utterance is first decoded (whisper guesses on less).
+        cadence: seconds of new audio between partial decodes of an open utterance.
+        settle: during an utterance, words ending this many seconds before
+            the decoded audio ends are committed even without a second
+            decode's agreement; None commits by agreement only.
+        tokens_per_second: a decode stops after 16 + this x its audio seconds
+            tokens (speech is at most ~5 tokens a second), so that a repetition
+            loop costs little.
+        repetition_penalty: passed to the decoder (1 is none); a slight penalty
+            keeps greedy and beam decodes out of repetition loops.
         tail: seconds after the VAD end included in an utterance's final decode.
         max_decode: longest audio in one decode; older uncommitted words are
             committed when an utterance runs longer, so cost does not grow.
         context: an utterance that starts within this many seconds of the
             previous one is decoded together with it (as context only: its
-            words were committed already); whisper is far more accurate on a
-            sentence than on a fragment.
+            words were committed already); 0 (the default) is off: every
+            decode would re-read the previous utterance's words.
         max_lag: a live stream that falls this far behind skips ahead (counted).
         merge: finished utterances waiting in a queue (fast replay) are decoded
             together up to this many seconds, one decode instead of many.
@@ -61,10 +92,15 @@ class TranscribeOptions:
     compute_type: str = "auto"
     cpu_threads: int = 2
     beam_size: int = 1
-    cadence: float = 1.0
+    final_beam_size: int = 5
+    first_decode: float = 2.0
+    cadence: float = 1.25
+    settle: float | None = 0.5
+    tokens_per_second: float = 8.0
+    repetition_penalty: float = 1.05
     tail: float = 0.2
     max_decode: float = 20.0
-    context: float = 6.0
+    context: float = 0.0
     max_lag: float = 15.0
     merge: float = 24.0
     no_speech_threshold: float = 0.6
@@ -159,6 +195,7 @@ class _Utterance:
     committed_until: int = 0  # end of the last committed word
     hypothesis: list[Word] = field(default_factory=list)
     committed_text: str = ""
+    decodes: int = 0  # partial decodes so far
 
 
 class Transcriber(threading.Thread):
@@ -221,13 +258,16 @@ class Transcriber(threading.Thread):
     def _hold(self) -> None:
         self.ring.hold("transcriber", self._utts[0].decode_from if self._utts else None)
 
-    def _decode(self, start: int, end: int, prompt: str) -> list[Word]:
+    def _decode(self, start: int, end: int, prompt: str, beam_size: int | None = None) -> list[Word]:
+        o = self.options
         audio = self.ring.read(start, end)
         t0, c0 = time.perf_counter(), _decoder_cpu()
         segments, _ = self.model.transcribe(
-            audio, language=self.options.language, beam_size=self.options.beam_size, word_timestamps=True,
+            audio, language=o.language, beam_size=beam_size or o.beam_size, word_timestamps=True,
+            temperature=0.0, repetition_penalty=o.repetition_penalty,
+            max_new_tokens=min(224, int(16 + o.tokens_per_second * len(audio) / SAMPLE_RATE)),
             condition_on_previous_text=False, initial_prompt=prompt[-200:] or None,
-            no_speech_threshold=self.options.no_speech_threshold, log_prob_threshold=self.options.log_prob_threshold,
+            no_speech_threshold=o.no_speech_threshold, log_prob_threshold=o.log_prob_threshold,
             vad_filter=True, vad_parameters={"min_silence_duration_ms": 500, "speech_pad_ms": 300})
         words = [Word(start + int(w.start * SAMPLE_RATE), start + int(w.end * SAMPLE_RATE), w.word)
                  for s in segments for w in (s.words or [])]
@@ -296,7 +336,12 @@ class Transcriber(threading.Thread):
             if self.ring.written < end and not self._eos:
                 return
         end = min(end, first.decode_from + int(o.max_decode * SAMPLE_RATE)) if len(group) == 1 else end
-        words = self._fresh(first, self._decode(first.decode_from, end, self._prompt(first)))
+        if len(group) == 1 and first.decodes and first.decoded_to >= first.end and end >= first.end:
+            # the last partial decode heard the whole of the speech (the VAD's end comes a hangover
+            # later): its words are the final ones, and a second decode would only delay them
+            words = first.hypothesis
+        else:
+            words = self._fresh(first, self._decode(first.decode_from, end, self._prompt(first), o.final_beam_size))
         for k, u in enumerate(group):
             stop = group[k + 1].begin if k + 1 < len(group) else end
             mine = [w for w in words if (w.start + w.end) // 2 < stop and (k == 0 or (w.start + w.end) // 2 >= u.begin)]
@@ -343,15 +388,27 @@ class Transcriber(threading.Thread):
     def _step_open(self, u: _Utterance) -> None:
         o = self.options
         written = self.ring.written
-        if written - u.decoded_to < o.cadence * SAMPLE_RATE:
-            self.ring.wait_for(u.decoded_to + int(o.cadence * SAMPLE_RATE), timeout=0.05)
+        due = max(u.decoded_to + int(o.cadence * SAMPLE_RATE), u.onset + int(o.first_decode * SAMPLE_RATE))
+        if written < due:
+            self.ring.wait_for(due, timeout=0.05)
             return
         end = min(written, u.decode_from + int(o.max_decode * SAMPLE_RATE))
         words = self._fresh(u, self._decode(u.decode_from, end, self._prompt(u)))
-        u.decoded_to = end
+        heard_before, u.decoded_to = u.decoded_to, end
+        u.decodes += 1
+        # commit the longest prefix of words that the previous decode agrees on (LocalAgreement-2) or,
+        # with settle, that it did not hear and whose right context is heard now; where two decodes of
+        # the same audio disagree, the words wait for the utterance's final decode
+        settled = end - int((o.settle or 0) * SAMPLE_RATE)
         agreed = 0
-        while agreed < min(len(words), len(u.hypothesis)) and words[agreed].key == u.hypothesis[agreed].key:
-            agreed += 1
+        while agreed < len(words):
+            w = words[agreed]
+            if agreed < len(u.hypothesis) and w.key == u.hypothesis[agreed].key:
+                agreed += 1
+            elif o.settle is not None and u.decodes > 1 and (w.start + w.end) // 2 >= heard_before and w.end <= settled:
+                agreed += 1  # (not on the first decode alone: with no left context whisper's first words are its weakest)
+            else:
+                break
         long = end - u.decode_from >= o.max_decode * SAMPLE_RATE * 0.75
         if long:
             agreed = max(agreed, len(words) - 2)  # bound the decode: commit the older words

@@ -339,7 +339,9 @@ def run_transcriber(script, seconds=4.0):
     ring = RingBuffer(30)
     out = []
     decoder = ScriptedDecoder(script)
-    t = Transcriber(decoder, ring, out.append, TranscribeOptions(cadence=1.0), live=False)
+    # one partial decode a second, committed by agreement only
+    options = TranscribeOptions(cadence=1.0, first_decode=1.0, settle=None)
+    t = Transcriber(decoder, ring, out.append, options, live=False)
     t.start()
     t.utterance(Utterance("start", 0, 0, index=0))
     block = np.zeros(SR // 10, np.float32)
@@ -348,7 +350,8 @@ def run_transcriber(script, seconds=4.0):
         deadline = time.monotonic() + 2
         while len(decoder.calls) < ring.written // SR and time.monotonic() < deadline:
             time.sleep(0.005)  # one decode per second of audio, in order, before more audio arrives
-    t.utterance(Utterance("end", int(seconds * SR), index=0))
+    # the speech ends after the last partial decode's audio, so the utterance gets its own final decode
+    t.utterance(Utterance("end", int((seconds + 0.5) * SR), index=0))
     ring.write(np.zeros(SR, np.float32))
     t.finish()
     ring.close()

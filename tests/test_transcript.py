@@ -1,0 +1,88 @@
+"""The live transcript at real-time pace (issue 21): every decode is bounded,
+so no committed span waits for a runaway decode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from .conftest import SPEECH, SR, need_shared, run_pipeline
+
+# The recordings, joined with 1 s gaps, up to the one whose decode once ran away
+# (a repetition loop, "flower-f-f-f-...", re-decoded at five temperatures): with
+# the unbounded decoder this 40 s replay committed "out" 6.7 s after its audio.
+STALL_PREFIX = ("jfk.flac", "fw_stereo_left.flac", "fw_stereo_right.flac",
+                "librispeech_1089-134686-0000.flac", "librispeech_1089-134686-0001.flac")
+
+
+class CountingModel:
+    """A WhisperModel whose CTranslate2 generate calls are counted (and their longest output)."""
+
+    def __init__(self, whisper):
+        self.whisper, self.calls, self.longest = whisper, 0, 0
+
+    def transcribe(self, *args, **kw):
+        real = self.whisper.model
+
+        class Counting:
+            def __getattr__(_, name):
+                return getattr(real, name)
+
+            def generate(_, *a, **k):
+                results = real.generate(*a, **k)
+                self.calls += 1
+                self.longest = max([self.longest] + [len(s) for r in results for s in r.sequences_ids])
+                return results
+
+        self.whisper.model = Counting()
+        try:
+            segments, info = self.whisper.transcribe(*args, **kw)
+            return list(segments), info
+        finally:
+            self.whisper.model = real
+
+
+def test_a_decode_that_loops_is_cut_short(whisper_model):
+    """The 9.2 s of "He hoped there would be stew ... peppered flour f" that
+    made greedy whisper repeat "-f" to its 448-token limit and then re-decode
+    at higher temperatures: now one decode, of at most 16 + 8 tokens a second."""
+    need_shared()
+    from stream_ser.ring import RingBuffer
+    from stream_ser.transcribe import TranscribeOptions, Transcriber
+
+    y, sr = sf.read(SPEECH / "librispeech_1089-134686-0000.flac", dtype="float32")
+    assert sr == SR
+    audio = y[int(0.06 * SR):int(9.28 * SR)]
+    ring = RingBuffer(30)
+    ring.write(audio)
+    model = CountingModel(whisper_model)
+    t = Transcriber(model, ring, lambda e: None, TranscribeOptions(), live=False)
+    words = t._decode(0, len(audio), "")
+    assert model.calls == 1, f"{model.calls} decoder calls for one decode (temperature fallback)"
+    assert model.longest <= 16 + 8 * len(audio) / SR
+    assert "hoped there would be stew" in " ".join(w.key for w in words)
+
+
+@pytest.fixture(scope="module")
+def stall_prefix(tmp_path_factory):
+    need_shared()
+    parts = []
+    for name in STALL_PREFIX:
+        y, sr = sf.read(SPEECH / name, dtype="float32")
+        assert sr == SR
+        parts += [y, np.zeros(SR, np.float32)]
+    path = tmp_path_factory.mktemp("audio") / "stall_prefix.wav"
+    sf.write(path, np.concatenate(parts), SR)
+    return path
+
+
+def test_speed_one_commits_every_span_within_4_s(stall_prefix, emotion_model, whisper_model):
+    """Real-time replay: no final span is emitted more than 4 s after its audio
+    ended (a commit waits for at most a decode or two; a stall took 6.7-9 s)."""
+    events = run_pipeline(stall_prefix, emotion_model, whisper_model, speed=1.0)
+    finals = [e for e in events if e["type"] == "transcript" and e["final"] and e["text"].strip()]
+    words = " ".join(e["text"] for e in finals).lower()
+    assert "stew for dinner" in words and "country" in words, words  # the transcript is there ...
+    late = [(e["text"], e["latency_ms"]) for e in finals if e["latency_ms"] > 4000]
+    assert not late, f"committed more than 4 s after their audio: {late}"  # ... and on time
