@@ -129,7 +129,8 @@ class Pipeline:
         self.meter = InputMeter(source.live)
         self._out: queue.Queue = queue.Queue()
         self.emotion = EmotionWorker(self.emotion_model, self.ring, self._out.put, o.emotion, on_error=self._fail)
-        self.transcriber = (Transcriber(self.whisper, self.ring, self._out.put, o.transcribe, live=source.live, on_error=self._fail)
+        self.transcriber = (Transcriber(self.whisper, self.ring, self._out.put, o.transcribe, live=source.live, on_error=self._fail,
+                                          partials=getattr(source, "speed", 1) != 0)
                             if self.whisper else None)
         self._failure: StageError | None = None
         self._failure_lock = threading.Lock()

@@ -205,9 +205,13 @@ class Transcriber(threading.Thread):
     Call :meth:`finish` at end of stream."""
 
     def __init__(self, model, ring: RingBuffer, emit: Callable, options: TranscribeOptions, live: bool,
-                 on_error: Callable[[str, BaseException], None] | None = None):
+                 on_error: Callable[[str, BaseException], None] | None = None, partials: bool = True):
         super().__init__(name="transcriber", daemon=True)
         self.model, self.ring, self.emit, self.options, self.live = model, ring, emit, options, live
+        # False for a replay as fast as possible: nobody watches the words arrive, and partial decodes
+        # would make the text depend on how the threads happen to be scheduled (each utterance then
+        # gets its final beam decode only; a very long one is still cut at max_decode)
+        self.partials = partials
         self.on_error = on_error
         self.cpu_seconds = 0.0
         self._messages: queue.Queue = queue.Queue()
@@ -385,6 +389,12 @@ class Transcriber(threading.Thread):
         # Committed text is context only once its audio is no longer decoded.
         return u.committed_text if u.decode_from > u.begin else ""  # (context audio has its own words)
 
+    @property
+    def _long(self) -> int:
+        """Samples after which an open utterance is cut: its older words are committed
+        (within half the ring, so a held utterance never fills it)."""
+        return int(min(self.options.max_decode * SAMPLE_RATE * 0.75, self.ring.capacity / 2))
+
     def _step_open(self, u: _Utterance) -> None:
         o = self.options
         written = self.ring.written
@@ -409,7 +419,7 @@ class Transcriber(threading.Thread):
                 agreed += 1  # (not on the first decode alone: with no left context whisper's first words are its weakest)
             else:
                 break
-        long = end - u.decode_from >= o.max_decode * SAMPLE_RATE * 0.75
+        long = end - u.decode_from >= self._long
         if long:
             agreed = max(agreed, len(words) - 2)  # bound the decode: commit the older words
         if agreed:
@@ -435,10 +445,13 @@ class Transcriber(threading.Thread):
                     continue
                 if self._skip_if_behind():
                     continue
-                if self._utts[0].end is not None:
+                u = self._utts[0]
+                if u.end is not None:
                     self._finish_utterances()
+                elif self.partials or self.ring.written - u.decode_from >= self._long:
+                    self._step_open(u)
                 else:
-                    self._step_open(self._utts[0])
+                    self.ring.wait_for(u.decode_from + self._long, timeout=0.05)
         except BaseException as e:
             self.error = e
             if self.on_error:
