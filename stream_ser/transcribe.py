@@ -29,7 +29,7 @@ import queue
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from .errors import ModelError
@@ -42,6 +42,7 @@ log = logging.getLogger("stream_ser")
 
 
 BUNDLED_NAME = "tiny.en"
+FAST_CONTEXT = 6.0  # seconds of the previous utterance decoded with each one in a replay at --speed 0
 
 
 def default_model_path() -> str:
@@ -209,9 +210,13 @@ class Transcriber(threading.Thread):
         super().__init__(name="transcriber", daemon=True)
         self.model, self.ring, self.emit, self.options, self.live = model, ring, emit, options, live
         # False for a replay as fast as possible: nobody watches the words arrive, and partial decodes
-        # would make the text depend on how the threads happen to be scheduled (each utterance then
-        # gets its final beam decode only; a very long one is still cut at max_decode)
+        # (or merging whatever utterances happen to be queued) would make the text depend on how the
+        # threads are scheduled.  Each utterance then gets one final beam decode, with the previous
+        # utterance's audio as context (FAST_CONTEXT) so that short fragments are heard in their
+        # sentence; a very long one is still cut at max_decode.
         self.partials = partials
+        if not partials:
+            self.options = options = replace(options, merge=0.0, context=options.context or FAST_CONTEXT)
         self.on_error = on_error
         self.cpu_seconds = 0.0
         self._messages: queue.Queue = queue.Queue()

@@ -38,7 +38,8 @@ def test_replay_without_ffmpeg_is_quiet(tmp_path, audio, no_ffmpeg, kind, name):
     r = run_cli("replay", path, "--speed", "0", "--plain", env=no_ffmpeg)
     assert r.returncode == 0, r.stderr[-2000:]
     words = re.sub(r"[^a-z ]", "", " ".join(line.split(")", 1)[-1] for line in r.stdout.lower().splitlines()))
-    assert "ask not what your country" in " ".join(words.split()), r.stdout
+    # the decode is whole (tiny.en may hear the 1 s fragment "ask not" of a 48 kbit/s file as "asked not")
+    assert "what your country can do for you ask what you can do for your country" in " ".join(words.split()), r.stdout
     noise = [line for line in r.stderr.splitlines() if line.strip() and not SUMMARY.match(line)]
     assert not noise, noise[:5]
 
