@@ -82,10 +82,13 @@ class TranscribeOptions:
         context: an utterance that starts within this many seconds of the
             previous one is decoded together with it (as context only: its
             words were committed already); 0 (the default) is off: every
-            decode would re-read the previous utterance's words.
+            decode would re-read the previous utterance's words.  A replay at
+            ``--speed 0`` uses ``FAST_CONTEXT`` when this is 0.
         max_lag: a live stream that falls this far behind skips ahead (counted).
-        merge: finished utterances waiting in a queue (fast replay) are decoded
-            together up to this many seconds, one decode instead of many.
+        merge: finished utterances waiting in a queue (a paced stream that fell
+            behind) are decoded together up to this many seconds, one decode
+            instead of many.  Not at ``--speed 0``: which utterances happen to
+            be queued there depends on thread scheduling.
     """
 
     model: str | None = None

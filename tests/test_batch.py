@@ -279,8 +279,8 @@ def test_batch_events_are_replays_events(two_calls, local_run, tmp_path):
 
 def _sockets_beyond_loopback(pids: set[int]) -> list[str]:
     """TCP sockets (listening or connected) of these processes whose own
-    address is not 127.0.0.1, or whose peer is neither 127.0.0.1 nor a
-    listener's wildcard; read with ``ss`` (iproute2)."""
+    address is not 127.0.0.1, or that are connected to a peer other than
+    127.0.0.1; read with ``ss`` (iproute2)."""
     need("ss")
     lines = subprocess.run(["ss", "-Htnap"], capture_output=True, text=True, check=True).stdout.splitlines()
     ours = [x for x in lines if any(f"pid={pid}," in x for pid in pids)]
@@ -288,7 +288,9 @@ def _sockets_beyond_loopback(pids: set[int]) -> list[str]:
 
     def host(a: str) -> str:
         return a.rsplit(":", 1)[0].strip("[]").removeprefix("::ffff:")
-    return [x for x in ours if host(x.split()[3]) != "127.0.0.1" or host(x.split()[4]) not in ("127.0.0.1", "*", "0.0.0.0")]
+    def listening(peer: str) -> bool:  # a listener's peer is a wildcard: "<any>:*"
+        return peer.rsplit(":", 1)[1] == "*"
+    return [x for x in ours if host(x.split()[3]) != "127.0.0.1" or not (host(x.split()[4]) == "127.0.0.1" or listening(x.split()[4]))]
 
 
 def test_ray_gives_the_same_labels_and_text_as_local(two_calls, local_run, tmp_path):

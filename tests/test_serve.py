@@ -375,11 +375,12 @@ def test_allowed_hosts_and_the_host_check():
     import concurrent.futures
     from types import SimpleNamespace
 
-    from stream_ser.serve import ServeOptions, allowed_hosts, build_app
+    from stream_ser.serve import ANY_ADDRESS, ServeOptions, allowed_hosts, build_app
 
     assert allowed_hosts("::1") == ["127.0.0.1", "[::1]", "localhost"]  # Starlette sees the brackets
-    assert allowed_hosts("192.168.1.5") == ["127.0.0.1", "192.168.1.5", "[::1]", "localhost"]
-    assert allowed_hosts("0.0.0.0") == allowed_hosts("::") == ["*"]
+    # (nothing binds here: the app is called in-process, with the host names it was given)
+    assert allowed_hosts("lab.example") == ["127.0.0.1", "[::1]", "lab.example", "localhost"]
+    assert all(allowed_hosts(any_address) == ["*"] for any_address in ANY_ADDRESS)
 
     def status(host: str, header: str) -> int:
         hub = SimpleNamespace(options=ServeOptions(host=host, max_sessions=1), sessions={}, running=0, max_open=4)
@@ -399,9 +400,9 @@ def test_allowed_hosts_and_the_host_check():
         return sent[0]["status"]
 
     assert status("::1", "[::1]:8000") == 200
-    assert status("192.168.1.5", "192.168.1.5:8000") == status("192.168.1.5", "localhost:8000") == 200
-    assert status("192.168.1.5", "evil.example:8000") == 400  # DNS rebinding
-    assert status("0.0.0.0", "any.name:8000") == 200
+    assert status("lab.example", "lab.example:8000") == status("lab.example", "localhost:8000") == 200
+    assert status("lab.example", "evil.example:8000") == 400  # DNS rebinding
+    assert status(ANY_ADDRESS[0], "any.name:8000") == 200
 
 
 def test_jsonl_and_srt_text_skip_what_json_refuses():
@@ -432,13 +433,13 @@ def test_host_warning_and_a_taken_port_is_one_line():
     import io
     import socket
 
-    from stream_ser.serve import warn_host
+    from stream_ser.serve import ANY_ADDRESS, warn_host
 
     out = io.StringIO()
     warn_host("127.0.0.1", out)
     assert out.getvalue() == ""
-    warn_host("0.0.0.0", out)
-    assert "anyone who can reach this machine" in out.getvalue()
+    warn_host(ANY_ADDRESS[0], out)  # only the warning: nothing listens here
+    assert "anyone who can reach this machine" in out.getvalue() and "under any host name" in out.getvalue()
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         r = subprocess.run([sys.executable, "-m", "stream_ser", "serve", "--port", str(port)], cwd=ROOT,
