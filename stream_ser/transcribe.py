@@ -9,7 +9,9 @@ When a word is committed (the commit policy):
     prefix of words on which it and the previous decode agree
     (LocalAgreement-2) or, with ``settle``, that the previous decode did not
     hear and that end at least ``settle`` s before the decoded audio does
-    (their right context is heard).  Words two decodes disagree on wait;
+    (their right context is heard; the first decode's words too).  Words two
+    decodes disagree on wait.  A decode picks up after its own copy of the
+    last committed word (:meth:`Transcriber._fresh`);
   - at the utterance's end, one decode of the whole utterance with
     ``final_beam_size`` replaces what is not committed yet (unless the last
     partial decode already heard the whole of the speech: its words are used).
@@ -42,6 +44,7 @@ log = logging.getLogger("stream_ser")
 
 
 BUNDLED_NAME = "tiny.en"
+ANCHOR_SLACK = int(0.3 * SAMPLE_RATE)  # how far a re-decoded word's end may move and still be the committed word
 FAST_CONTEXT = 6.0  # seconds of the previous utterance decoded with each one in a replay at --speed 0
 
 
@@ -62,6 +65,9 @@ class TranscribeOptions:
         model: a faster-whisper model directory or name; None is the bundled tiny.en.
         device: "auto" (CUDA when available, else CPU), "cpu" or "cuda".
         compute_type: "auto" is int8 on CPU and float16 on a GPU.
+        cpu_threads: CTranslate2's threads for one decode.  One: on 2 cores a
+            second thread saved no wall time and cost 20-35% more CPU per
+            decode, and the emotion stage and the capture want the other core.
         beam_size: decoder beam of the partial decodes of an open utterance (1 is greedy).
         final_beam_size: decoder beam of the decode of a finished utterance,
             whose words replace the uncommitted rest of its partials.
@@ -94,7 +100,7 @@ class TranscribeOptions:
     model: str | None = None
     device: str = "auto"
     compute_type: str = "auto"
-    cpu_threads: int = 2
+    cpu_threads: int = 1
     beam_size: int = 1
     final_beam_size: int = 5
     first_decode: float = 2.0
@@ -199,6 +205,7 @@ class _Utterance:
     committed_until: int = 0  # end of the last committed word
     hypothesis: list[Word] = field(default_factory=list)
     committed_text: str = ""
+    last_word: Word | None = None  # the last committed word, where later decodes pick up
     decodes: int = 0  # partial decodes so far
 
 
@@ -290,7 +297,19 @@ class Transcriber(threading.Thread):
 
     @staticmethod
     def _fresh(u: _Utterance, words: list[Word]) -> list[Word]:
-        """Words after what is already committed (the decode re-reads committed audio)."""
+        """Words after what is already committed (a decode re-reads committed audio).
+
+        Whisper's word times move by a frame or two between decodes, so a cut by
+        time alone can repeat or drop the word at the boundary.  Where the decode
+        has the last committed word again, ending near where it ended before, the
+        words after that copy are new; otherwise those whose midpoint lies after
+        the committed audio."""
+        last = u.last_word
+        if last is not None:
+            copies = [i for i, w in enumerate(words) if w.key == last.key and abs(w.end - last.end) <= ANCHOR_SLACK]
+            if copies:
+                i = min(copies, key=lambda i: abs(words[i].end - last.end))
+                return words[i + 1:]
         return [w for w in words if (w.start + w.end) // 2 >= u.committed_until]
 
     def commit_hypotheses(self) -> None:
@@ -322,6 +341,7 @@ class Transcriber(threading.Thread):
         if final and text:
             u.committed_text = (u.committed_text + " " + text).strip()
             u.committed_until = max(u.committed_until, words[-1].end)
+            u.last_word = words[-1]
         now = time.time()
         captured = self.ring.capture_time(max(words[-1].end, words[0].start + 1) - 1) if words else now
         # Whisper's word times drift, most after a pause (the first word can start
@@ -364,6 +384,7 @@ class Transcriber(threading.Thread):
                 self._event(u, [], final=False)  # clear a partial that came to nothing
         if len(group) == 1 and end < first.end + int(o.tail * SAMPLE_RATE):
             first.decode_from = first.decoded_to = first.committed_until = end  # a very long utterance: go on after this piece
+            first.last_word = None
             first.hypothesis = []
         else:
             del self._utts[: len(group)]
@@ -388,6 +409,7 @@ class Transcriber(threading.Thread):
             resume = written - int(o.cadence * SAMPLE_RATE)
             self.skipped_seconds += max(0, resume - u.committed_until) / SAMPLE_RATE
             u.decode_from = u.decoded_to = u.committed_until = resume
+            u.last_word = None
             u.hypothesis = []
         self._hold()
         return True
@@ -423,8 +445,8 @@ class Transcriber(threading.Thread):
             w = words[agreed]
             if agreed < len(u.hypothesis) and w.key == u.hypothesis[agreed].key:
                 agreed += 1
-            elif o.settle is not None and u.decodes > 1 and (w.start + w.end) // 2 >= heard_before and w.end <= settled:
-                agreed += 1  # (not on the first decode alone: with no left context whisper's first words are its weakest)
+            elif o.settle is not None and (w.start + w.end) // 2 >= heard_before and w.end <= settled:
+                agreed += 1  # (the first decode's too: waiting for a second one held an utterance's first words 3 s)
             else:
                 break
         long = end - u.decode_from >= self._long
@@ -438,6 +460,7 @@ class Transcriber(threading.Thread):
         elif long:  # a long stretch with no words to commit (noise the VAD takes for speech): go on after it,
             # keeping a second for a word across the cut; held here, a full-speed replay would wait for ever
             u.decode_from = u.committed_until = end - int(o.cadence * SAMPLE_RATE)
+            u.last_word = None
             self._hold()
         u.hypothesis = words[agreed:]
         if u.hypothesis:

@@ -383,6 +383,48 @@ def test_local_agreement_holds_back_words_the_decodes_disagree_on():
     assert "knot" not in " ".join(finals[:-1]) and " ".join(finals).split() == ["ask", "not"], finals
 
 
+class TimedDecoder(ScriptedDecoder):
+    """Returns the next scripted hypothesis, given as (word, start s, end s)."""
+
+    def transcribe(self, audio, **kw):
+        self.calls.append(len(audio) / SR)
+        words = self.script[min(len(self.calls), len(self.script)) - 1]
+        return [Segment([Word(a, b, " " + w) for w, a, b in words])], None
+
+
+@pytest.mark.parametrize("shifted", [
+    # the re-decoded "what" ends 0.2 s early: "your"'s midpoint (1.05 s) falls before the committed
+    # audio's end (1.1 s), so a cut by time alone drops it
+    [("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("what", 0.7, 0.9), ("your", 0.9, 1.2), ("country", 1.3, 1.6)],
+    # the re-decoded "what" ends 0.3 s late: its midpoint (1.2 s) falls after, so a cut by time repeats it
+    [("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("what", 1.0, 1.4), ("your", 1.4, 1.6), ("country", 1.6, 1.9)],
+])
+def test_a_decode_picks_up_after_the_last_committed_word_when_word_times_move(shifted):
+    from stream_ser.ring import RingBuffer
+    from stream_ser.transcribe import TranscribeOptions, Transcriber
+
+    first = [("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("what", 0.8, 1.1)]
+    decoder = TimedDecoder([first, first, shifted])
+    ring, out = RingBuffer(30), []
+    t = Transcriber(decoder, ring, out.append, TranscribeOptions(cadence=1.0, first_decode=1.0, settle=None), live=False)
+    t.start()
+    t.utterance(Utterance("start", 0, 0, index=0))
+    for k in range(1, 3):  # two partial decodes that agree on "ask not what"
+        ring.write(np.zeros(SR, np.float32))
+        deadline = time.monotonic() + 5
+        while len(decoder.calls) < k and time.monotonic() < deadline:
+            time.sleep(0.005)
+    t.utterance(Utterance("end", int(2.5 * SR), index=0))  # the end's decode is the shifted one
+    ring.write(np.zeros(2 * SR, np.float32))
+    t.finish()
+    ring.close()
+    t.join(10)
+    assert not t.is_alive() and t.error is None
+    finals = [e.text for e in out if e.final and e.text]
+    assert finals[0] == "ask not what", finals
+    assert " ".join(finals).split() == "ask not what your country".split(), finals
+
+
 # ---------------------------------------------------------------- the code's layers
 LAYERS = ["errors", "quiet", "labels", "limits", "codec", "device", "features", "events", "schema", "outputs", "ring", "vad", "windows", "sources",
           "push_source", "meter", "tagging", "emotion", "transcribe", "pipeline", "session", "plain", "keys", "dashboard", "virtual_mic", "training",
