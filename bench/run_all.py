@@ -31,6 +31,7 @@ def plan(args) -> list[tuple[str, list[str], float]]:
         ("throughput", ["--minutes", "5"], 900),
         ("latency", [], 600),
         ("transcript", [], 1200),
+        ("decode_threads", [], 300),
         ("live", ["--minutes", "3"], 900),
         ("dashboard", [], 300),
     ]

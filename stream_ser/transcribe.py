@@ -66,8 +66,9 @@ class TranscribeOptions:
         device: "auto" (CUDA when available, else CPU), "cpu" or "cuda".
         compute_type: "auto" is int8 on CPU and float16 on a GPU.
         cpu_threads: CTranslate2's threads for one decode.  One: on 2 cores a
-            second thread saved no wall time and cost 20-35% more CPU per
-            decode, and the emotion stage and the capture want the other core.
+            second thread saved little or no wall time and cost more CPU per
+            decode (``bench/decode_threads.py``), and the emotion stage and the
+            capture want the other core.
         beam_size: decoder beam of the partial decodes of an open utterance (1 is greedy).
         final_beam_size: decoder beam of the decode of a finished utterance,
             whose words replace the uncommitted rest of its partials.
