@@ -25,6 +25,7 @@ repetition loop such as "flower-f-f-f-f..." otherwise runs to whisper's
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import queue
@@ -45,6 +46,7 @@ log = logging.getLogger("stream_ser")
 
 BUNDLED_NAME = "tiny.en"
 ANCHOR_SLACK = int(0.3 * SAMPLE_RATE)  # how far a re-decoded word's end may move and still be the committed word
+COMMITTED_KEPT = 8  # committed words of an utterance a decode's words are aligned with
 FAST_CONTEXT = 6.0  # seconds of the previous utterance decoded with each one in a replay at --speed 0
 
 
@@ -206,7 +208,7 @@ class _Utterance:
     committed_until: int = 0  # end of the last committed word
     hypothesis: list[Word] = field(default_factory=list)
     committed_text: str = ""
-    last_word: Word | None = None  # the last committed word, where later decodes pick up
+    committed_words: list[Word] = field(default_factory=list)  # where later decodes pick up (the last few)
     decodes: int = 0  # partial decodes so far
 
 
@@ -300,17 +302,23 @@ class Transcriber(threading.Thread):
     def _fresh(u: _Utterance, words: list[Word]) -> list[Word]:
         """Words after what is already committed (a decode re-reads committed audio).
 
-        Whisper's word times move by a frame or two between decodes, so a cut by
-        time alone can repeat or drop the word at the boundary.  Where the decode
-        has the last committed word again, ending near where it ended before, the
-        words after that copy are new; otherwise those whose midpoint lies after
-        the committed audio."""
-        last = u.last_word
-        if last is not None:
-            copies = [i for i, w in enumerate(words) if w.key == last.key and abs(w.end - last.end) <= ANCHOR_SLACK]
-            if copies:
-                i = min(copies, key=lambda i: abs(words[i].end - last.end))
-                return words[i + 1:]
+        Whisper's word times move by a frame or two between decodes, and a
+        decode may read the last committed words differently ("am I" for "my"),
+        so a cut by time alone can repeat or drop the boundary word.  The
+        decode's words are aligned with the committed words it re-read; the
+        words after its reading of the last committed word are new.  Where
+        nothing aligns near the committed audio's end, the words whose midpoint
+        lies after it are."""
+        reread = [w for w in u.committed_words if w.end > (words[0].start if words else u.committed_until)]
+        if reread:
+            ops = difflib.SequenceMatcher(a=[w.key for w in reread], b=[w.key for w in words], autojunk=False).get_opcodes()
+            # the opcode holding the last committed word; its decode words are that word's reading
+            tag, _, _, j1, j2 = next(op for op in ops if op[2] == len(reread) and op[1] < op[2])
+            if tag == "replace":  # another reading of the last committed words: those of its words that start in their audio
+                j2 = j1 + sum(1 for w in words[j1:j2] if w.start < u.committed_until)
+            cut = j2 if tag in ("equal", "replace") else j1
+            if cut and abs(words[cut - 1].end - u.committed_until) <= ANCHOR_SLACK:
+                return words[cut:]
         return [w for w in words if (w.start + w.end) // 2 >= u.committed_until]
 
     def commit_hypotheses(self) -> None:
@@ -342,7 +350,7 @@ class Transcriber(threading.Thread):
         if final and text:
             u.committed_text = (u.committed_text + " " + text).strip()
             u.committed_until = max(u.committed_until, words[-1].end)
-            u.last_word = words[-1]
+            u.committed_words = (u.committed_words + words)[-COMMITTED_KEPT:]
         now = time.time()
         captured = self.ring.capture_time(max(words[-1].end, words[0].start + 1) - 1) if words else now
         # Whisper's word times drift, most after a pause (the first word can start
@@ -385,7 +393,7 @@ class Transcriber(threading.Thread):
                 self._event(u, [], final=False)  # clear a partial that came to nothing
         if len(group) == 1 and end < first.end + int(o.tail * SAMPLE_RATE):
             first.decode_from = first.decoded_to = first.committed_until = end  # a very long utterance: go on after this piece
-            first.last_word = None
+            first.committed_words = []
             first.hypothesis = []
         else:
             del self._utts[: len(group)]
@@ -410,7 +418,7 @@ class Transcriber(threading.Thread):
             resume = written - int(o.cadence * SAMPLE_RATE)
             self.skipped_seconds += max(0, resume - u.committed_until) / SAMPLE_RATE
             u.decode_from = u.decoded_to = u.committed_until = resume
-            u.last_word = None
+            u.committed_words = []
             u.hypothesis = []
         self._hold()
         return True
@@ -461,7 +469,7 @@ class Transcriber(threading.Thread):
         elif long:  # a long stretch with no words to commit (noise the VAD takes for speech): go on after it,
             # keeping a second for a word across the cut; held here, a full-speed replay would wait for ever
             u.decode_from = u.committed_until = end - int(o.cadence * SAMPLE_RATE)
-            u.last_word = None
+            u.committed_words = []
             self._hold()
         u.hypothesis = words[agreed:]
         if u.hypothesis:

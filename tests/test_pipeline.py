@@ -398,6 +398,9 @@ class TimedDecoder(ScriptedDecoder):
     [("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("what", 0.7, 0.9), ("your", 0.9, 1.2), ("country", 1.3, 1.6)],
     # the re-decoded "what" ends 0.3 s late: its midpoint (1.2 s) falls after, so a cut by time repeats it
     [("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("what", 1.0, 1.4), ("your", 1.4, 1.6), ("country", 1.6, 1.9)],
+    # the end's decode reads "what" as two words, the second just over the committed audio's end (its midpoint
+    # 1.12 s): a cut by time keeps it ("And so my I fellow Americans" came so, from "my" and then "am I")
+    [("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("wha", 0.8, 1.08), ("it", 1.08, 1.16), ("your", 1.3, 1.5), ("country", 1.6, 1.9)],
 ])
 def test_a_decode_picks_up_after_the_last_committed_word_when_word_times_move(shifted):
     from stream_ser.ring import RingBuffer
