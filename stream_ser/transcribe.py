@@ -10,8 +10,9 @@ When a word is committed (the commit policy):
     (LocalAgreement-2) or, with ``settle``, that the previous decode did not
     hear and that end at least ``settle`` s before the decoded audio does
     (their right context is heard; the first decode's words too).  Words two
-    decodes disagree on wait.  A decode picks up after its own copy of the
-    last committed word (:meth:`Transcriber._fresh`);
+    decodes disagree on wait.  A decode picks up after its own reading of the
+    last committed word or, where it has none, after the committed audio
+    (:meth:`Transcriber._fresh`);
   - at the utterance's end, one decode of the whole utterance with
     ``final_beam_size`` replaces what is not committed yet (unless the last
     partial decode already heard the whole of the speech: its words are used).
@@ -47,6 +48,7 @@ log = logging.getLogger("stream_ser")
 BUNDLED_NAME = "tiny.en"
 ANCHOR_SLACK = int(0.3 * SAMPLE_RATE)  # how far a re-decoded word's end may move and still be the committed word
 COMMITTED_KEPT = 8  # committed words of an utterance a decode's words are aligned with
+OVERHANG = int(0.1 * SAMPLE_RATE)  # how far past the committed audio a re-reading of its last word may end
 FAST_CONTEXT = 6.0  # seconds of the previous utterance decoded with each one in a replay at --speed 0
 
 
@@ -205,7 +207,7 @@ class _Utterance:
     onset: int = 0  # the VAD's first speech frame
     decode_from: int = 0  # start of the audio decoded; moves only when a decode would grow too long
     decoded_to: int = 0
-    committed_until: int = 0  # end of the last committed word
+    committed_until: int = 0  # end of the last committed word (or where a cut or a skip resumed)
     hypothesis: list[Word] = field(default_factory=list)
     committed_text: str = ""
     committed_words: list[Word] = field(default_factory=list)  # where later decodes pick up (the last few)
@@ -300,25 +302,31 @@ class Transcriber(threading.Thread):
 
     @staticmethod
     def _fresh(u: _Utterance, words: list[Word]) -> list[Word]:
-        """Words after what is already committed (a decode re-reads committed audio).
+        """Words after what is already committed (a decode may re-read committed audio).
 
         Whisper's word times move by a frame or two between decodes, and a
         decode may read the last committed words differently ("am I" for "my"),
-        so a cut by time alone can repeat or drop the boundary word.  The
-        decode's words are aligned with the committed words it re-read; the
-        words after its reading of the last committed word are new.  Where
-        nothing aligns near the committed audio's end, the words whose midpoint
-        lies after it are."""
-        reread = [w for w in u.committed_words if w.end > (words[0].start if words else u.committed_until)]
+        so a cut by time alone can repeat or drop the boundary word.  So the
+        decode's words from the committed audio on are aligned with the last
+        ``COMMITTED_KEPT`` committed words whose audio it re-read, and the words
+        after its reading of the last committed word are new: that reading must
+        start inside the committed audio and end near its end.  Otherwise (no
+        such reading) the words whose midpoint lies after the committed audio
+        are new."""
+        first = words[0].start if words else u.committed_until
+        reread = [w for w in u.committed_words if w.end > first]
         if reread:
-            ops = difflib.SequenceMatcher(a=[w.key for w in reread], b=[w.key for w in words], autojunk=False).get_opcodes()
+            # context audio before the committed words (the previous utterance's) has words of its own
+            k = next((i for i, w in enumerate(words) if w.end > reread[0].start - ANCHOR_SLACK), len(words))
+            mine = words[k:]
+            ops = difflib.SequenceMatcher(a=[w.key for w in reread], b=[w.key for w in mine], autojunk=False).get_opcodes()
             # the opcode holding the last committed word; its decode words are that word's reading
             tag, _, _, j1, j2 = next(op for op in ops if op[2] == len(reread) and op[1] < op[2])
-            if tag == "replace":  # another reading of the last committed words: those of its words that start in their audio
-                j2 = j1 + sum(1 for w in words[j1:j2] if w.start < u.committed_until)
+            if tag == "replace":  # another reading: of its words, those inside the committed audio
+                j2 = j1 + sum(1 for w in mine[j1:j2] if w.start < u.committed_until and w.end <= u.committed_until + OVERHANG)
             cut = j2 if tag in ("equal", "replace") else j1
-            if cut and abs(words[cut - 1].end - u.committed_until) <= ANCHOR_SLACK:
-                return words[cut:]
+            if cut and mine[cut - 1].start < u.committed_until and abs(mine[cut - 1].end - u.committed_until) <= ANCHOR_SLACK:
+                return mine[cut:]
         return [w for w in words if (w.start + w.end) // 2 >= u.committed_until]
 
     def commit_hypotheses(self) -> None:
@@ -474,6 +482,9 @@ class Transcriber(threading.Thread):
         u.hypothesis = words[agreed:]
         if u.hypothesis:
             self._event(u, u.hypothesis, final=False)
+        else:
+            with self._emit_lock:  # nothing is shown now: commit_hypotheses must not commit the old partial again
+                self._shown.pop(u.index, None)
 
     def run(self) -> None:
         try:

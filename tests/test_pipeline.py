@@ -392,17 +392,25 @@ class TimedDecoder(ScriptedDecoder):
         return [Segment([Word(a, b, " " + w) for w, a, b in words])], None
 
 
-@pytest.mark.parametrize("shifted", [
+SAID = "ask not what your country"
+
+
+@pytest.mark.parametrize("shifted,said", [
     # the re-decoded "what" ends 0.2 s early: "your"'s midpoint (1.05 s) falls before the committed
     # audio's end (1.1 s), so a cut by time alone drops it
-    [("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("what", 0.7, 0.9), ("your", 0.9, 1.2), ("country", 1.3, 1.6)],
-    # the re-decoded "what" ends 0.3 s late: its midpoint (1.2 s) falls after, so a cut by time repeats it
-    [("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("what", 1.0, 1.4), ("your", 1.4, 1.6), ("country", 1.6, 1.9)],
+    ([("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("what", 0.7, 0.9), ("your", 0.9, 1.2), ("country", 1.3, 1.6)], SAID),
+    # the re-decoded "what" ends 0.25 s late: its midpoint (1.15 s) falls after, so a cut by time repeats it
+    ([("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("what", 0.95, 1.35), ("your", 1.4, 1.6), ("country", 1.6, 1.9)], SAID),
     # the end's decode reads "what" as two words, the second just over the committed audio's end (its midpoint
     # 1.12 s): a cut by time keeps it ("And so my I fellow Americans" came so, from "my" and then "am I")
-    [("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("wha", 0.8, 1.08), ("it", 1.08, 1.16), ("your", 1.3, 1.5), ("country", 1.6, 1.9)],
+    ([("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("wha", 0.8, 1.08), ("it", 1.08, 1.16), ("your", 1.3, 1.5), ("country", 1.6, 1.9)], SAID),
+    # another reading of "what", then a new word that starts just inside the committed audio: the new word stays
+    ([("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("wot", 0.8, 1.0), ("your", 1.0, 1.3), ("country", 1.4, 1.7)], SAID),
+    # a repeated word: the decode's copy of "what" that starts after the committed audio is new, not the anchor
+    ([("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("a", 0.8, 1.1), ("what", 1.15, 1.35), ("your", 1.4, 1.6), ("country", 1.6, 1.9)],
+     "ask not what what your country"),
 ])
-def test_a_decode_picks_up_after_the_last_committed_word_when_word_times_move(shifted):
+def test_a_decode_picks_up_after_the_last_committed_word_when_word_times_move(shifted, said):
     from stream_ser.ring import RingBuffer
     from stream_ser.transcribe import TranscribeOptions, Transcriber
 
@@ -425,7 +433,37 @@ def test_a_decode_picks_up_after_the_last_committed_word_when_word_times_move(sh
     assert not t.is_alive() and t.error is None
     finals = [e.text for e in out if e.final and e.text]
     assert finals[0] == "ask not what", finals
-    assert " ".join(finals).split() == "ask not what your country".split(), finals
+    assert " ".join(finals).split() == said.split(), finals
+
+
+def test_context_words_are_not_taken_for_the_committed_ones():
+    # an utterance decoded with the previous one's audio as context: its committed "the" also occurs there
+    from stream_ser.transcribe import Transcriber, Word as W, _Utterance
+
+    u = _Utterance(1, int(0.8 * SR), onset=int(0.8 * SR), committed_until=int(1.2 * SR))
+    u.committed_words = [W(int(0.9 * SR), int(1.2 * SR), " the")]
+    decode = [W(int(a * SR), int(b * SR), " " + t) for t, a, b in
+              [("to", 0.0, 0.2), ("the", 0.2, 0.4), ("end", 0.4, 0.7), ("the", 1.0, 1.45), ("cat", 1.5, 1.7)]]
+    assert [w.text.strip() for w in Transcriber._fresh(u, decode)] == ["cat"]
+
+
+def test_a_partial_that_was_committed_is_not_committed_again_at_stop():
+    from stream_ser.ring import RingBuffer
+    from stream_ser.transcribe import TranscribeOptions, Transcriber, _Utterance
+
+    # decode 1 shows "your" as a partial; decode 2 commits "ask your" and leaves nothing open
+    decoder = TimedDecoder([[("ask", 0, 0.3), ("your", 1.2, 1.5)], [("ask", 0, 0.3), ("your", 0.95, 1.15)]])
+    ring, out = RingBuffer(30), []
+    t = Transcriber(decoder, ring, out.append, TranscribeOptions(cadence=1.0, first_decode=1.0, settle=None), live=True)
+    u = _Utterance(0, 0)
+    t._utts.append(u)
+    ring.write(np.zeros(2 * SR, np.float32))
+    t._step_open(u)
+    ring.write(np.zeros(SR, np.float32))
+    t._step_open(u)
+    t.commit_hypotheses()  # what a session stopped now does
+    finals = " ".join(e.text for e in out if e.final).split()
+    assert finals == ["ask", "your"], [(e.final, e.text) for e in out]
 
 
 # ---------------------------------------------------------------- the code's layers
