@@ -49,6 +49,7 @@ BUNDLED_NAME = "tiny.en"
 ANCHOR_SLACK = int(0.3 * SAMPLE_RATE)  # how far a re-decoded word's end may move and still be the committed word
 COMMITTED_KEPT = 8  # committed words of an utterance a decode's words are aligned with
 OVERHANG = int(0.1 * SAMPLE_RATE)  # how far past the committed audio a re-reading of its last word may end
+NUDGE = int(0.06 * SAMPLE_RATE)  # ... and start (whisper gives a word squeezed to the boundary zero length there)
 FAST_CONTEXT = 6.0  # seconds of the previous utterance decoded with each one in a replay at --speed 0
 
 
@@ -70,8 +71,9 @@ class TranscribeOptions:
         device: "auto" (CUDA when available, else CPU), "cpu" or "cuda".
         compute_type: "auto" is int8 on CPU and float16 on a GPU.
         cpu_threads: CTranslate2's threads for one decode.  One: on 2 cores a
-            second thread saved little or no wall time and cost more CPU per
-            decode (``bench/decode_threads.py``), and the emotion stage and the
+            second thread saved at most a fifth of a greedy decode's wall time
+            (and none on beam-5 decodes) for 9-29% more CPU per decode
+            (``bench/decode_threads.py``), and the emotion stage and the
             capture want the other core.
         beam_size: decoder beam of the partial decodes of an open utterance (1 is greedy).
         final_beam_size: decoder beam of the decode of a finished utterance,
@@ -310,7 +312,8 @@ class Transcriber(threading.Thread):
         decode's words from the committed audio on are aligned with the last
         ``COMMITTED_KEPT`` committed words whose audio it re-read, and the words
         after its reading of the last committed word are new: that reading must
-        start inside the committed audio and end near its end.  Otherwise (no
+        start inside the committed audio (or within ``NUDGE`` of its end) and
+        end near its end.  Otherwise (no
         such reading) the words whose midpoint lies after the committed audio
         are new."""
         first = words[0].start if words else u.committed_until
@@ -325,7 +328,8 @@ class Transcriber(threading.Thread):
             if tag == "replace":  # another reading: of its words, those inside the committed audio
                 j2 = j1 + sum(1 for w in mine[j1:j2] if w.start < u.committed_until and w.end <= u.committed_until + OVERHANG)
             cut = j2 if tag in ("equal", "replace") else j1
-            if cut and mine[cut - 1].start < u.committed_until and abs(mine[cut - 1].end - u.committed_until) <= ANCHOR_SLACK:
+            if (cut and mine[cut - 1].start <= u.committed_until + NUDGE
+                    and abs(mine[cut - 1].end - u.committed_until) <= ANCHOR_SLACK):
                 return mine[cut:]
         return [w for w in words if (w.start + w.end) // 2 >= u.committed_until]
 

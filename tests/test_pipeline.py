@@ -407,8 +407,11 @@ SAID = "ask not what your country"
     # another reading of "what", then a new word that starts just inside the committed audio: the new word stays
     ([("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("wot", 0.8, 1.0), ("your", 1.0, 1.3), ("country", 1.4, 1.7)], SAID),
     # a repeated word: the decode's copy of "what" that starts after the committed audio is new, not the anchor
-    ([("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("a", 0.8, 1.1), ("what", 1.15, 1.35), ("your", 1.4, 1.6), ("country", 1.6, 1.9)],
+    ([("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("a", 0.8, 1.1), ("what", 1.2, 1.35), ("your", 1.4, 1.6), ("country", 1.6, 1.9)],
      "ask not what what your country"),
+    # whisper squeezes the re-read "what" to zero length at the committed audio's end: it is the committed word
+    # ("a confused confused complaint" came so)
+    ([("ask", 0.0, 0.3), ("not", 0.4, 0.7), ("what", 1.1, 1.1), ("your", 1.1, 1.4), ("country", 1.5, 1.8)], SAID),
 ])
 def test_a_decode_picks_up_after_the_last_committed_word_when_word_times_move(shifted, said):
     from stream_ser.ring import RingBuffer
