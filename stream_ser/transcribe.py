@@ -313,9 +313,8 @@ class Transcriber(threading.Thread):
         ``COMMITTED_KEPT`` committed words whose audio it re-read, and the words
         after its reading of the last committed word are new: that reading must
         start inside the committed audio (or within ``NUDGE`` of its end) and
-        end near its end.  Otherwise (no
-        such reading) the words whose midpoint lies after the committed audio
-        are new."""
+        end near its end.  Otherwise (no such reading) the words whose
+        midpoint lies after the committed audio are new."""
         first = words[0].start if words else u.committed_until
         reread = [w for w in u.committed_words if w.end > first]
         if reread:
