@@ -3,7 +3,8 @@
 The transcriber's own decode call (``Transcriber._decode``'s options: greedy
 partials and beam-5 finals, word timestamps, faster-whisper's VAD filter,
 temperature 0) on 2, 5 and 10 s of jfk.flac, with the bundled tiny.en (int8)
-loaded with ``cpu_threads`` 1 and then 2.  Per setting: wall time and the
+loaded as the transcriber loads it (``load_whisper``, its encoder padding
+included) with ``cpu_threads`` 1 and then 2.  Per setting: wall time and the
 process's CPU time (every thread) per decode, median of ``--runs``.  This is
 what ``TranscribeOptions.cpu_threads`` was chosen by; run it on a quiet
 machine (CPU time per decode rises when the other core is busy).
@@ -28,21 +29,16 @@ SECONDS = (2, 5, 10)
 
 def measure(threads: int, runs: int) -> list[dict]:
     import soundfile as sf
-    from faster_whisper import WhisperModel
+    from dataclasses import replace
 
-    from stream_ser.transcribe import TranscribeOptions, default_model_path
+    from stream_ser.transcribe import TranscribeOptions, decode_kwargs, load_whisper
 
     o = TranscribeOptions()
     audio, rate = sf.read(C.ROOT / "tests" / "data" / "jfk.flac", dtype="float32")
-    model = WhisperModel(default_model_path(), device="cpu", compute_type="int8", cpu_threads=threads, local_files_only=True)
+    model = load_whisper(replace(o, device="cpu", cpu_threads=threads))
 
     def decode(x, beam):
-        segments, _ = model.transcribe(
-            x, language=o.language, beam_size=beam, word_timestamps=True, temperature=0.0,
-            repetition_penalty=o.repetition_penalty, max_new_tokens=int(16 + o.tokens_per_second * len(x) / rate),
-            condition_on_previous_text=False, no_speech_threshold=o.no_speech_threshold,
-            log_prob_threshold=o.log_prob_threshold, vad_filter=True,
-            vad_parameters={"min_silence_duration_ms": 500, "speech_pad_ms": 300})
+        segments, _ = model.transcribe(x, **decode_kwargs(o, len(x) / rate, beam))
         return list(segments)
 
     decode(audio[: 2 * rate], 1)  # warm-up

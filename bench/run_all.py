@@ -32,6 +32,7 @@ def plan(args) -> list[tuple[str, list[str], float]]:
         ("latency", [], 600),
         ("transcript", [], 1200),
         ("decode_threads", [], 300),
+        ("encoder_padding", [], 600),
         ("live", ["--minutes", "3"], 900),
         ("dashboard", [], 300),
     ]

@@ -36,6 +36,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+import numpy as np
+
 from .errors import ModelError
 from .events import TranscriptEvent
 from .features import SAMPLE_RATE
@@ -50,6 +52,7 @@ ANCHOR_SLACK = int(0.3 * SAMPLE_RATE)  # how far a re-decoded word's end may mov
 COMMITTED_KEPT = 8  # committed words of an utterance a decode's words are aligned with
 OVERHANG = int(0.1 * SAMPLE_RATE)  # how far past the committed audio a re-reading of its last word may end
 NUDGE = int(0.06 * SAMPLE_RATE)  # ... and start (whisper gives a word squeezed to the boundary zero length there)
+FRAMES_PER_SECOND = 100  # whisper's log-mel frames
 FAST_CONTEXT = 6.0  # seconds of the previous utterance decoded with each one in a replay at --speed 0
 
 
@@ -102,6 +105,14 @@ class TranscribeOptions:
             behind) are decoded together up to this many seconds, one decode
             instead of many.  Not at ``--speed 0``: which utterances happen to
             be queued there depends on thread scheduling.
+        encoder_padding: seconds of padding after the decoded audio that the
+            encoder sees; None is whisper's whole 30 s window.  faster-whisper
+            pads every decode to 30 s, and encoding those 30 s was ~70% of a
+            short decode's CPU time.  Measured on the shared recordings
+            (``bench/encoder_padding.py``): 10 s halves the CPU per decode
+            for 3 more word errors in 145 with beam 5 (5 against 2), none
+            with greedy decodes; 3-5 s of padding cost beam 5 9-10 words
+            (a sentence said twice).
     """
 
     model: str | None = None
@@ -123,6 +134,20 @@ class TranscribeOptions:
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
     language: str | None = "en"
+    encoder_padding: float | None = 10.0
+
+
+def decode_kwargs(options: TranscribeOptions, seconds: float, beam_size: int, prompt: str = "") -> dict:
+    """faster-whisper ``transcribe`` options of one transcriber decode of ``seconds`` of audio:
+    temperature 0 only, the token bound, the prompt's last 200 characters, and
+    faster-whisper's own VAD filter (it drops the silence that whisper fills with words)."""
+    o = options
+    return dict(
+        language=o.language, beam_size=beam_size, word_timestamps=True, temperature=0.0,
+        repetition_penalty=o.repetition_penalty, max_new_tokens=min(224, int(16 + o.tokens_per_second * seconds)),
+        condition_on_previous_text=False, initial_prompt=prompt[-200:] or None,
+        no_speech_threshold=o.no_speech_threshold, log_prob_threshold=o.log_prob_threshold,
+        vad_filter=True, vad_parameters={"min_silence_duration_ms": 500, "speech_pad_ms": 300})
 
 
 def load_whisper(options: TranscribeOptions):
@@ -138,11 +163,27 @@ def load_whisper(options: TranscribeOptions):
         raise ModelError(f"ASR model {path!r} is not a faster-whisper model directory (one holding model.bin): "
                          f"pass such a directory, or {BUNDLED_NAME} for the bundled model")
 
+    class Whisper(WhisperModel):
+        padding_frames = None if options.encoder_padding is None else int(options.encoder_padding * FRAMES_PER_SECOND)
+
+        def encode(self, features):
+            # faster-whisper has padded ``features`` to whisper's 3000 frames with zeros (no frame of
+            # log-mel speech or silence is all zeros): hand the encoder the speech and padding_frames
+            # of that padding only.  Decided per call, from the features: the model is shared
+            # between sessions' threads.
+            if self.padding_frames is not None:
+                heard = np.flatnonzero(np.any(features != 0, axis=tuple(range(features.ndim - 1))))
+                frames = (heard[-1] + 1 if len(heard) else 0) + self.padding_frames
+                frames = -(-frames // 100) * 100  # a few shapes, an even count for the encoder's stride-2 conv
+                if frames < features.shape[-1]:
+                    features = np.ascontiguousarray(features[..., :frames])
+            return super().encode(features)
+
     def make(device: str):
         compute = options.compute_type
         if compute == "auto":
             compute = "float16" if device == "cuda" else "int8"
-        return WhisperModel(path, device=device, compute_type=compute, cpu_threads=options.cpu_threads, local_files_only=True)
+        return Whisper(path, device=device, compute_type=compute, cpu_threads=options.cpu_threads, local_files_only=True)
 
     device = options.device
     if device == "auto":
@@ -288,13 +329,7 @@ class Transcriber(threading.Thread):
         o = self.options
         audio = self.ring.read(start, end)
         t0, c0 = time.perf_counter(), _decoder_cpu()
-        segments, _ = self.model.transcribe(
-            audio, language=o.language, beam_size=beam_size or o.beam_size, word_timestamps=True,
-            temperature=0.0, repetition_penalty=o.repetition_penalty,
-            max_new_tokens=min(224, int(16 + o.tokens_per_second * len(audio) / SAMPLE_RATE)),
-            condition_on_previous_text=False, initial_prompt=prompt[-200:] or None,
-            no_speech_threshold=o.no_speech_threshold, log_prob_threshold=o.log_prob_threshold,
-            vad_filter=True, vad_parameters={"min_silence_duration_ms": 500, "speech_pad_ms": 300})
+        segments, _ = self.model.transcribe(audio, **decode_kwargs(o, len(audio) / SAMPLE_RATE, beam_size or o.beam_size, prompt))
         words = [Word(start + int(w.start * SAMPLE_RATE), start + int(w.end * SAMPLE_RATE), w.word)
                  for s in segments for w in (s.words or [])]
         self.compute_seconds += time.perf_counter() - t0

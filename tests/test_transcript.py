@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from .conftest import SPEECH, SR, need_shared, run_pipeline
+from .conftest import DATA, SPEECH, SR, need_shared, run_pipeline
 
 # The recordings, joined with 1 s gaps, up to the one whose decode once ran away
 # (a repetition loop, "flower-f-f-f-...", re-decoded at five temperatures): with
@@ -86,3 +86,23 @@ def test_speed_one_commits_every_span_within_4_s(stall_prefix, emotion_model, wh
     assert "stew for dinner" in words and "country" in words, words  # the transcript is there ...
     late = [(e["text"], e["latency_ms"]) for e in finals if e["latency_ms"] > 4000]
     assert not late, f"committed more than 4 s after their audio: {late}"  # ... and on time
+
+
+def test_the_encoder_hears_the_decoded_audio_and_the_padding_only(whisper_model):
+    """faster-whisper pads every decode to whisper's 30 s window; the encoder
+    gets the decoded audio and ``encoder_padding`` s of that padding (a sixth
+    of the CPU time for 3 s of speech), and the words are still heard."""
+    from faster_whisper.audio import pad_or_trim
+
+    from stream_ser.transcribe import TranscribeOptions, decode_kwargs, load_whisper
+
+    y, sr = sf.read(DATA / "jfk.flac", dtype="float32")
+    audio = y[: 3 * sr]
+    features = pad_or_trim(whisper_model.feature_extractor(audio))
+    assert features.shape[-1] == 3000
+    assert whisper_model.encode(features).shape[1] == 700  # (301 frames + 1000 padding, in hundreds) / 2
+    whole = load_whisper(TranscribeOptions(encoder_padding=None))
+    assert whole.encode(features).shape[1] == 1500
+    o = TranscribeOptions()
+    segments, _ = whisper_model.transcribe(audio, **decode_kwargs(o, 3.0, o.final_beam_size))
+    assert "so my fellow americans" in " ".join(s.text for s in segments).lower()
