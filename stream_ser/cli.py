@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", metavar="DIR")
     g = s.add_argument_group("cross-validation and calm speech (issue 20)")
     g.add_argument("--cv", metavar="RUN", help="score RUN/fold0-4/last.keras (stream-ser train --fold K) on their held-out actors, "
-                                                "the calm corpus and ../shared/data/speech; prints the per-fold table")
+                                                "the calm corpus and ../shared/data/speech; prints the per-fold table "
+                                                "(RUN1,RUN2,...: per fold, the mean of the runs' probabilities, e.g. seeds)")
     g.add_argument("--ordinary", action="store_true", help="instead: the label shares of --model on the calm corpus's val and test speakers "
                                                           "and ../shared/data/speech, each speaker one session (fast path)")
     g.add_argument("--write", metavar="JSON", help="with --cv/--ordinary: also write the full results here (e.g. models/runs/NAME.json)")

@@ -31,6 +31,25 @@ def test_select_keeps_the_speakers_windows_and_renumbers_clips():
     assert s.clip_emotions == ["angry", "happy"] and s.clip_speakers == ["a", "a"]
 
 
+def test_a_seed_ensemble_scores_the_mean_of_its_members_each_normalised_its_own_way():
+    class Linear:  # a stand-in for a Keras model: softmax of the first feature times w
+        def __init__(self, w):
+            self.w = w
+
+        def __call__(self, x, training=False):
+            z = np.stack([x[:, 0, 0] * self.w, -x[:, 0, 0] * self.w], axis=1)
+            p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+            return type("T", (), {"numpy": lambda _: p})()
+
+    x = np.random.default_rng(0).normal(size=(3, 5, 2)).astype(np.float32)
+    ws = WindowSet(x, np.array([0, 1, 2]), ["angry", "sad", "happy"], ["a", "a", "a"], 0)
+    order = [np.arange(3)]
+    window = {"kind": "window"}
+    one, two = cv._predict(Linear(1.0), ws, window, order), cv._predict(Linear(-2.0), ws, window, order)
+    both = cv._predict(cv.Ensemble([(Linear(1.0), window), (Linear(-2.0), window)]), ws, window, order)
+    assert np.allclose(both, (one + two) / 2) and not np.allclose(both, one)
+
+
 def test_smoothing_averages_the_last_three_windows_of_the_same_utterance():
     probs = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
     order = np.array([0, 1, 2, 3, 4])

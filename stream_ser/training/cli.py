@@ -371,11 +371,13 @@ def cv_command(args, data: Path) -> int:
                   + "  ".join(f"{n} {v:.0%}" for n, v in sorted(share.items(), key=lambda kv: -kv[1])))
         _write(args.write, result)
         return 0
-    run = Path(args.cv)
-    missing = [k for k in range(cv.N_FOLDS) if not (run / f"fold{k}" / "last.keras").is_file()]
-    if missing:
-        raise UsageError(f"{run}: no fold{missing[0]}/last.keras (train it with `stream-ser train --fold {missing[0]} --out {run}/fold{missing[0]}`)")
-    result = cv.evaluate_cv(run, data, neutral_dir, speech_dir, names, progress=lambda m: print(m, file=sys.stderr))
+    runs = [Path(r) for r in args.cv.split(",") if r]
+    for run in runs:
+        missing = [k for k in range(cv.N_FOLDS) if not (run / f"fold{k}" / "last.keras").is_file()]
+        if missing:
+            raise UsageError(f"{run}: no fold{missing[0]}/last.keras (train it with `stream-ser train --fold {missing[0]} --out {run}/fold{missing[0]}`)")
+    run = args.cv
+    result = cv.evaluate_cv(runs, data, neutral_dir, speech_dir, names, progress=lambda m: print(m, file=sys.stderr))
     bias = args.neutral_bias if args.neutral_bias is not None else result["calibrated_bias"]
     if bias is None:
         bias = 0.0

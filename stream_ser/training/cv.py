@@ -88,9 +88,19 @@ def smoothed(probs: np.ndarray, order: np.ndarray, utterance: np.ndarray, smooth
     return out
 
 
+class Ensemble:
+    """Several models of one fold (seeds of a recipe), scored as one: the mean
+    of their probabilities, each model on windows normalised its own way."""
+
+    def __init__(self, members: list[tuple[object, dict]]):
+        self.members = members
+
+
 def _predict(model, ws: WindowSet, spec: dict, order: list[np.ndarray]) -> np.ndarray:
     from .train import predict
 
+    if isinstance(model, Ensemble):
+        return np.mean([_predict(m, ws, s, order) for m, s in model.members], axis=0)
     x = normalise._in_order(ws.x, order, spec) if spec["kind"] == "session" else normalise.normalise(ws.x)
     return predict(model, x)
 
@@ -215,24 +225,26 @@ def meets_ordinary(summary: dict, neutral: float = 0.80, other: float = 0.08) ->
     return summary["neutral"] >= neutral and summary["top_other_share"] <= other
 
 
-def evaluate_cv(run_dir: Path, data_dir: Path, neutral_dir: Path, speech_dir: Path, names, biases=BIAS_GRID,
+def evaluate_cv(run_dir: Path | list[Path], data_dir: Path, neutral_dir: Path, speech_dir: Path, names, biases=BIAS_GRID,
                 orders=(0, 1, 2), progress=print) -> dict:
     """Score ``run_dir/fold{K}/last.keras`` for every fold at every neutral prior
-    in ``biases``.  Returns per-fold rows per prior, their mean and sd, and the
+    in ``biases`` (several run directories: per fold, the :class:`Ensemble` of
+    their models).  Returns per-fold rows per prior, their mean and sd, and the
     calibrated prior: the smallest one at which the calm corpus's *val*
     speakers (mean over the fold models) read neutral in at least 80% of
     windows with no other class above 8%."""
     from .cli import load_keras
 
+    runs = [Path(r) for r in run_dir] if isinstance(run_dir, (list, tuple)) else [Path(run_dir)]
     folds = fold_speakers(data_dir)
     clean_all = all_actors(data_dir)
     cond_all = {c: all_actors(data_dir, c, seed=1, vad_on="degraded") for c in CONDITIONS}
     rows = {float(b): [] for b in biases}
     scored = []  # per fold: (clean, conditions, calm speech)
     for k, speakers in enumerate(folds):
-        path = Path(run_dir) / f"fold{k}" / "last.keras"
-        model = load_keras(path)
-        spec = normalise.spec_for(path)
+        paths = [Path(r) / f"fold{k}" / "last.keras" for r in runs]
+        model = Ensemble([(load_keras(p), normalise.spec_for(p)) for p in paths]) if len(paths) > 1 else load_keras(paths[0])
+        spec = normalise.spec_for(paths[0])  # (an ensemble's members use their own)
         progress(f"fold {k} ({', '.join(speakers)}): scoring")
         keep = set(speakers)
         clean = Scored(model, select(clean_all, keep), spec, names, seeds=orders)
@@ -243,7 +255,7 @@ def evaluate_cv(run_dir: Path, data_dir: Path, neutral_dir: Path, speech_dir: Pa
             rows[b].append(fold_row(k, speakers, clean, conds, calm, b, orders[0]))
     summary = {b: summarise(r) for b, r in rows.items()}
     chosen = next((b for b in sorted(rows) if meets_ordinary(summary[b]["neutral_val"])), None)
-    result = {"run": str(run_dir), "folds": folds, "orders": list(orders), "calibrated_bias": chosen,
+    result = {"run": ",".join(str(r) for r in runs), "folds": folds, "orders": list(orders), "calibrated_bias": chosen,
               "calibration_rule": "smallest neutral prior at which the calm corpus's val speakers (mean over fold models) "
                                   "read neutral in >= 80% of windows and no other class in > 8%",
               "by_bias": {f"{b:g}": {"mean_sd": summary[b], "folds": rows[b]} for b in rows}}
