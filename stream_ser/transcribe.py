@@ -163,6 +163,9 @@ def load_whisper(options: TranscribeOptions):
         raise ModelError(f"ASR model {path!r} is not a faster-whisper model directory (one holding model.bin): "
                          f"pass such a directory, or {BUNDLED_NAME} for the bundled model")
 
+    if options.encoder_padding is not None and not options.encoder_padding >= 0:
+        raise ValueError(f"encoder_padding must be None or >= 0 seconds, not {options.encoder_padding!r}")
+
     class Whisper(WhisperModel):
         padding_frames = None if options.encoder_padding is None else int(options.encoder_padding * FRAMES_PER_SECOND)
 
@@ -174,7 +177,9 @@ def load_whisper(options: TranscribeOptions):
             if self.padding_frames is not None:
                 heard = np.flatnonzero(np.any(features != 0, axis=tuple(range(features.ndim - 1))))
                 frames = (heard[-1] + 1 if len(heard) else 0) + self.padding_frames
-                frames = -(-frames // 100) * 100  # a few shapes, an even count for the encoder's stride-2 conv
+                # in hundreds: a few shapes, an even count for the encoder's stride-2 conv, and never a
+                # count CTranslate2 could take for an encoded input's model width
+                frames = -(-frames // 100) * 100
                 if frames < features.shape[-1]:
                     features = np.ascontiguousarray(features[..., :frames])
             return super().encode(features)

@@ -88,21 +88,39 @@ def test_speed_one_commits_every_span_within_4_s(stall_prefix, emotion_model, wh
     assert not late, f"committed more than 4 s after their audio: {late}"  # ... and on time
 
 
-def test_the_encoder_hears_the_decoded_audio_and_the_padding_only(whisper_model):
+def test_the_encoder_hears_the_decoded_audio_and_the_padding_only(whisper_model, monkeypatch):
     """faster-whisper pads every decode to whisper's 30 s window; the encoder
-    gets the decoded audio and ``encoder_padding`` s of that padding (a sixth
-    of the CPU time for 3 s of speech), and the words are still heard."""
-    from faster_whisper.audio import pad_or_trim
+    gets the decoded audio and ``encoder_padding`` (10 s) of that padding, in
+    hundreds of frames, and the words are still heard."""
+    from faster_whisper import WhisperModel
 
     from stream_ser.transcribe import TranscribeOptions, decode_kwargs, load_whisper
 
+    frames = []
+    parent_encode = WhisperModel.encode
+
+    def encode(self, features):  # what the transcriber's model hands CTranslate2
+        frames.append(features.shape[-1])
+        return parent_encode(self, features)
+
+    monkeypatch.setattr(WhisperModel, "encode", encode)
     y, sr = sf.read(DATA / "jfk.flac", dtype="float32")
-    audio = y[: 3 * sr]
-    features = pad_or_trim(whisper_model.feature_extractor(audio))
-    assert features.shape[-1] == 3000
-    assert whisper_model.encode(features).shape[1] == 700  # (301 frames + 1000 padding, in hundreds) / 2
-    whole = load_whisper(TranscribeOptions(encoder_padding=None))
-    assert whole.encode(features).shape[1] == 1500
     o = TranscribeOptions()
-    segments, _ = whisper_model.transcribe(audio, **decode_kwargs(o, 3.0, o.final_beam_size))
-    assert "so my fellow americans" in " ".join(s.text for s in segments).lower()
+    for seconds in (3, 11):
+        segments, _ = whisper_model.transcribe(y[: seconds * sr], **decode_kwargs(o, seconds, o.final_beam_size))
+        text = " ".join(s.text for s in segments).lower()
+    # 301 + 1000 frames, rounded up to hundreds; jfk's 11 s are ~10 s once faster-whisper's VAD filter drops the pauses
+    assert frames == [1300, 2000], frames
+    assert "so my fellow americans" in text and "ask what you can do for your country" in text
+
+    # 25 s of speech and 10 s of padding are more than whisper's window: nothing is cut
+    frames.clear()
+    list(whisper_model.transcribe(np.tile(y, 3)[: 25 * sr], **decode_kwargs(o, 25, 1))[0])
+    assert frames and frames[0] == 3000
+
+    frames.clear()
+    whole = load_whisper(TranscribeOptions(encoder_padding=None))
+    list(whole.transcribe(y[: 3 * sr], **decode_kwargs(o, 3, 1))[0])
+    assert frames == [3000]
+    with pytest.raises(ValueError):
+        load_whisper(TranscribeOptions(encoder_padding=-5))
