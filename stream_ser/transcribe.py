@@ -74,8 +74,8 @@ class TranscribeOptions:
         device: "auto" (CUDA when available, else CPU), "cpu" or "cuda".
         compute_type: "auto" is int8 on CPU and float16 on a GPU.
         cpu_threads: CTranslate2's threads for one decode.  One: on 2 cores a
-            second thread saved at most a fifth of a greedy decode's wall time
-            (and none on beam-5 decodes) for 9-29% more CPU per decode
+            second thread made the transcriber's decodes (2-10 s, greedy and
+            beam 5) 9-89% slower in wall time for 7-59% more CPU
             (``bench/decode_threads.py``), and the emotion stage and the
             capture want the other core.
         beam_size: decoder beam of the partial decodes of an open utterance (1 is greedy).
@@ -109,10 +109,10 @@ class TranscribeOptions:
             encoder sees; None is whisper's whole 30 s window.  faster-whisper
             pads every decode to 30 s, and encoding those 30 s was ~70% of a
             short decode's CPU time.  Measured on the shared recordings
-            (``bench/encoder_padding.py``): 10 s halves the CPU per decode
-            for 3 more word errors in 145 with beam 5 (5 against 2), none
-            with greedy decodes; 3-5 s of padding cost beam 5 9-10 words
-            (a sentence said twice).
+            (``bench/encoder_padding.py``): 10 s halves the CPU per decode,
+            for 3 more word errors in 145 with beam 5 (5 against 2) and one
+            fewer with greedy decodes (4 against 5); 3-5 s of padding cost
+            beam 5 9-10 words (a sentence said twice).
     """
 
     model: str | None = None
