@@ -107,8 +107,8 @@ class TranscribeOptions:
             be queued there depends on thread scheduling.
         encoder_padding: seconds of padding after the decoded audio that the
             encoder sees; None is whisper's whole 30 s window.  faster-whisper
-            pads every decode to 30 s, and encoding those 30 s was ~70% of a
-            short decode's CPU time.  Measured on the shared recordings
+            pads every decode to 30 s, and encoding those 30 s was more than
+            half of a short decode's CPU time.  Measured on the shared recordings
             (``bench/encoder_padding.py``): 10 s halves the CPU per decode,
             for 3 more word errors in 145 with beam 5 (5 against 2) and one
             fewer with greedy decodes (4 against 5); 3-5 s of padding cost
