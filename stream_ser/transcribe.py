@@ -52,7 +52,6 @@ ANCHOR_SLACK = int(0.3 * SAMPLE_RATE)  # how far a re-decoded word's end may mov
 COMMITTED_KEPT = 8  # committed words of an utterance a decode's words are aligned with
 OVERHANG = int(0.1 * SAMPLE_RATE)  # how far past the committed audio a re-reading of its last word may end
 NUDGE = int(0.06 * SAMPLE_RATE)  # ... and start (whisper gives a word squeezed to the boundary zero length there)
-FRAMES_PER_SECOND = 100  # whisper's log-mel frames
 FAST_CONTEXT = 6.0  # seconds of the previous utterance decoded with each one in a replay at --speed 0
 
 
@@ -166,17 +165,17 @@ def load_whisper(options: TranscribeOptions):
     if options.encoder_padding is not None and not options.encoder_padding >= 0:
         raise ValueError(f"encoder_padding must be None or >= 0 seconds, not {options.encoder_padding!r}")
 
-    class Whisper(WhisperModel):
-        padding_frames = None if options.encoder_padding is None else int(options.encoder_padding * FRAMES_PER_SECOND)
+    padding = options.encoder_padding
 
+    class Whisper(WhisperModel):
         def encode(self, features):
             # faster-whisper has padded ``features`` to whisper's 3000 frames with zeros (no frame of
             # log-mel speech or silence is all zeros): hand the encoder the speech and padding_frames
             # of that padding only.  Decided per call, from the features: the model is shared
             # between sessions' threads.
-            if self.padding_frames is not None:
+            if padding is not None:
                 heard = np.flatnonzero(np.any(features != 0, axis=tuple(range(features.ndim - 1))))
-                frames = (heard[-1] + 1 if len(heard) else 0) + self.padding_frames
+                frames = (heard[-1] + 1 if len(heard) else 0) + int(padding * self.frames_per_second)
                 # in hundreds: a few shapes, an even count for the encoder's stride-2 conv, and never a
                 # count CTranslate2 could take for an encoded input's model width
                 frames = -(-frames // 100) * 100
