@@ -191,14 +191,16 @@ class FileSource(Source):
     before any model loads.
     """
 
-    def __init__(self, path: str | os.PathLike, speed: float = 1.0, block_seconds: float = 0.032):
+    def __init__(self, path: str | os.PathLike, speed: float = 1.0, block_seconds: float | None = None):
         self.path = os.fspath(path)
         self.name = os.path.basename(self.path)
         check_number("speed", speed, 0.01, 1000.0, zero=True)  # 0: as fast as possible; 1: real time
         self.speed = speed
         self.live = False
         self._stop = threading.Event()
-        self.block_seconds = block_seconds
+        # paced, a block is what a microphone would deliver; as fast as possible,
+        # 32 ms reads spent most of the capture thread's time on per-call overhead
+        self.block_seconds = block_seconds if block_seconds is not None else (0.032 if speed > 0 else 0.5)
         self._file = self._decoder = None
         self.conditioner = Conditioner()
         _check_file(self.path)

@@ -492,6 +492,8 @@ class Transcriber(threading.Thread):
             self.ring.wait_for(due, timeout=0.05)
             return
         end = min(written, u.decode_from + int(o.max_decode * SAMPLE_RATE))
+        if not self.partials:  # cut where the audio is, not wherever the capture thread has got to
+            end = u.decode_from + self._long
         words = self._fresh(u, self._decode(u.decode_from, end, self._prompt(u)))
         heard_before, u.decoded_to = u.decoded_to, end
         u.decodes += 1

@@ -85,6 +85,7 @@ class VadGate:
         o = self.options
         self._vad = webrtcvad.Vad(o.mode)
         self._frame = SAMPLE_RATE * o.frame_ms // 1000
+        self._hann = np.hanning(self._frame)
         self._onset_frames = max(1, round(o.min_speech * 1000 / o.frame_ms))
         self._hangover_frames = max(1, round(o.hangover * 1000 / o.frame_ms))
         self._preroll = int(o.preroll * SAMPLE_RATE)
@@ -107,7 +108,7 @@ class VadGate:
         pcm = (np.clip(frame, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
         if not self._vad.is_speech(pcm, SAMPLE_RATE):
             return False
-        power = np.abs(np.fft.rfft(frame * np.hanning(len(frame)))) ** 2 + 1e-12
+        power = np.abs(np.fft.rfft(frame * self._hann)) ** 2 + 1e-12
         flatness = float(np.exp(np.mean(np.log(power))) / np.mean(power))
         return flatness <= self.options.max_flatness
 

@@ -82,6 +82,42 @@ def _tones(seconds):
     return np.concatenate(out)
 
 
+def test_fast_replay_decodes_do_not_depend_on_the_block_size(tmp_path, emotion_model, whisper_model):
+    # tones that the VAD takes for one 40 s utterance: a fast replay cuts its
+    # decodes every 15 s of audio, not wherever the capture thread has got to
+    # (which made the text depend on the read size and the machine's load)
+    from stream_ser.pipeline import Pipeline, PipelineOptions
+    from stream_ser.sources import FileSource
+
+    path = tmp_path / "tones.wav"
+    sf.write(path, _tones(40), SR)
+
+    class Recording:
+        def __init__(self):
+            self.lengths = []
+
+        def __getattr__(self, name):
+            return getattr(whisper_model, name)
+
+        def transcribe(self, audio, **kw):
+            self.lengths.append(len(audio))
+            return whisper_model.transcribe(audio, **kw)
+
+    def decodes(block_seconds):
+        model = Recording()
+        p = Pipeline(FileSource(path, speed=0, block_seconds=block_seconds), PipelineOptions(),
+                     emotion_model=emotion_model, whisper_model=model)
+        events = [e.to_dict() for e in p.events()]
+        utterances = [e["start"] for e in events if e["type"] == "speech"]
+        transcript = [(e["start"], e["end"], e["text"]) for e in events if e["type"] == "transcript"]
+        return utterances, model.lengths, transcript
+
+    small, large = decodes(0.032), decodes(0.5)
+    assert small[0] == [0.0, 39.99]  # one utterance: the open-utterance cut is what is tested
+    assert small[1][0] == 15 * SR and len(small[1]) >= 3
+    assert small == large
+
+
 @pytest.mark.parametrize("kind", ["silence", "white-noise", "tones"])
 def test_no_words_on_non_speech(tmp_path, emotion_model, whisper_model, kind):
     n = 60 * SR
