@@ -114,12 +114,23 @@ class Decoder:
             raise SourceError(f"{self.path}: decoding failed mid-file ({_why(e)})") from None
 
     def blocks(self, n: int) -> Iterator[np.ndarray]:
-        """float32 ``(samples, channels)`` blocks of at most ``n`` samples, to the end of the track."""
+        """float32 ``(samples, channels)`` blocks of ``n`` samples (the last one
+        shorter), to the end of the track: codec frames (1152 samples for MP3)
+        are joined, so that a caller's block size, not the codec's, sets the
+        number of blocks."""
+        parts, have = [], 0
         while self._pending is not None:
-            x = self._pending
-            for i in range(0, len(x), n):
-                yield x[i : i + n]
+            parts.append(self._pending)
+            have += len(self._pending)
             self._pending = next(self._frames, None)
+            if have >= n:
+                x = np.concatenate(parts) if len(parts) > 1 else parts[0]
+                whole = have - have % n
+                for i in range(0, whole, n):
+                    yield x[i : i + n]
+                parts, have = ([x[whole:]], have - whole) if have > whole else ([], 0)
+        if have:
+            yield np.concatenate(parts)
 
     def close(self) -> None:
         self._container.close()

@@ -289,6 +289,8 @@ class Pipeline:
             except Exception as e:
                 return self._fail("capture", e)
             self._route(utterances, captured_at)
+            if self.transcriber:  # after the utterances: an end before this point has been sent
+                self.transcriber.decided(self.segmenter.decided_until)
             self._dispatch(windows)
             if time.time() - self._last_status >= self.options.status_interval:
                 self._status()

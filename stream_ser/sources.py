@@ -9,6 +9,7 @@ else (MP3, m4a, Opus, video files), decoded in-process by :mod:`.codec`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import queue
@@ -116,6 +117,11 @@ class Source:
         pass
 
 
+PACED_BLOCK = 0.032  # seconds: a replay paced like a microphone reads what one delivers
+FAST_BLOCK = 16 * PACED_BLOCK  # as fast as possible; a whole number of paced blocks, so a damaged
+# file's paced re-read (FileSource._raw_blocks) starts on a paced block's boundary
+
+
 def _mono(x: np.ndarray) -> np.ndarray:
     return x.mean(axis=1, dtype=np.float32) if x.ndim == 2 else x.astype(np.float32, copy=False)
 
@@ -200,7 +206,7 @@ class FileSource(Source):
         self._stop = threading.Event()
         # paced, a block is what a microphone would deliver; as fast as possible,
         # 32 ms reads spent most of the capture thread's time on per-call overhead
-        self.block_seconds = block_seconds if block_seconds is not None else (0.032 if speed > 0 else 0.5)
+        self.block_seconds = block_seconds if block_seconds is not None else (PACED_BLOCK if speed > 0 else FAST_BLOCK)
         self._file = self._decoder = None
         self.conditioner = Conditioner()
         _check_file(self.path)
@@ -244,10 +250,21 @@ class FileSource(Source):
                 raise SourceError(f"{self.path}: {d.damaged} damaged packet{'s' if d.damaged > 1 else ''} skipped "
                                   f"(the first at {t:.1f} s: {why}); the rest of the audio was analysed")
             return
+        fine = max(1, int(PACED_BLOCK * self.sample_rate))
         while True:
+            at = self._file.tell()
             try:
                 x = self._file.read(n, dtype="float32", always_2d=True)
             except Exception as e:  # truncated or corrupt data mid-file
+                if n > fine:  # keep what lies before the damage: read the failed block again in paced blocks
+                    import soundfile as sf
+
+                    with contextlib.suppress(Exception):  # (a decoder that failed may refuse to seek: reopen)
+                        self._file.close()
+                        self._file = sf.SoundFile(self.path)
+                        self._file.seek(at)
+                        n = fine
+                        continue
                 raise SourceError(f"{self.path}: decoding failed mid-file ({e})") from None
             if len(x) == 0:
                 if self._missing_bytes:  # libsndfile reads a cut-off WAV without a word

@@ -293,10 +293,16 @@ class Transcriber(threading.Thread):
         self._emit_lock = threading.Lock()
         self._sealed = False  # after commit_hypotheses: a late decode's words are not emitted
         self._shown: dict[int, list[Word]] = {}  # utterance -> words of its partial not yet final
+        self._decided = 0  # see decided(): written by the capture thread, read here (an int: atomic)
 
     # called from the capture thread
     def utterance(self, u: Utterance) -> None:
         self._messages.put(u)
+
+    def decided(self, sample: int) -> None:
+        """The VAD has reported every utterance end before ``sample`` (called after
+        :meth:`utterance` for the same audio)."""
+        self._decided = sample
 
     def finish(self) -> None:
         self._messages.put(None)
@@ -449,6 +455,16 @@ class Transcriber(threading.Thread):
             del self._utts[: len(group)]
         self._hold()
 
+    def _fits_one_decode(self, u: _Utterance, decided: int) -> bool:
+        """Fast replay: does the rest of ``u`` fit in one final decode?  True or
+        False only once the audio says so, whatever the threads' timing: an
+        open utterance is too long once its confirmed speech (it ends no
+        earlier) is, and may still fit until then (the caller waits)."""
+        end = u.end if u.end is not None else max(decided, u.decode_from)
+        # (within half the ring, as _long: the capture thread can always write the audio waited for)
+        longest = min(int(self.options.max_decode * SAMPLE_RATE), self.ring.capacity // 2)
+        return end + int(self.options.tail * SAMPLE_RATE) - u.decode_from <= longest
+
     def _skip_if_behind(self) -> bool:
         """Live only: when audio waits longer than ``max_lag`` for its first
         decode, drop it (counted in :attr:`skipped_seconds`) rather than drift
@@ -533,6 +549,7 @@ class Transcriber(threading.Thread):
     def run(self) -> None:
         try:
             while not self._halt.is_set():
+                decided = self._decided  # before the messages it vouches for are drained
                 self._drain(block=not self._utts)
                 if not self._utts:
                     if self._eos:
@@ -541,9 +558,14 @@ class Transcriber(threading.Thread):
                 if self._skip_if_behind():
                     continue
                 u = self._utts[0]
-                if u.end is not None:
-                    self._finish_utterances()
-                elif self.partials or self.ring.written - u.decode_from >= self._long:
+                if self.partials:
+                    self._finish_utterances() if u.end is not None else self._step_open(u)
+                elif self._fits_one_decode(u, decided):
+                    if u.end is not None:
+                        self._finish_utterances()
+                    else:
+                        self.ring.wait_for(u.decode_from + self._long, timeout=0.05)
+                elif self.ring.written - u.decode_from >= self._long:
                     self._step_open(u)
                 else:
                     self.ring.wait_for(u.decode_from + self._long, timeout=0.05)

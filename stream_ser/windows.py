@@ -156,6 +156,13 @@ class Segmenter:
     def in_speech(self) -> bool:
         return self.gate.in_speech
 
+    @property
+    def decided_until(self) -> int:
+        """A sample no later than any utterance end still to come: every end
+        before it has been returned (an open utterance ends no earlier than its
+        confirmed speech)."""
+        return self.gate.speech_until if self.gate.in_speech else self.samples
+
     def push(self, block: np.ndarray) -> tuple[list[Utterance], list[EmotionWindow]]:
         """Raises :class:`~stream_ser.errors.StageError` naming "vad" or "windower"."""
         self.samples += len(block)
@@ -181,13 +188,15 @@ class Segmenter:
 
     def _schedule(self, events: list[Utterance], final: bool) -> tuple[list[Utterance], list[EmotionWindow]]:
         utterances, windows = [], []
-        for u in events:
+        for i, u in enumerate(events):
             if u.kind == "start":
                 self._utterances += 1
                 self.windower.utterance_started(u.sample)
             else:
                 self.windower.utterance_ended(u.sample)
             utterances.append(replace(u, index=self._utterances))
+            if u.kind == "start" and i + 1 < len(events):
+                continue  # its end is in this block too: the gate's speech_until is no longer this utterance's
             windows += self.windower.ready(self.samples, self.gate.speech_until)
         windows += self.windower.flush(self.samples) if final else self.windower.ready(self.samples, self.gate.speech_until)
         return utterances, windows

@@ -6,6 +6,7 @@ import pytest
 import soundfile as sf
 import soxr
 
+from stream_ser.errors import SourceError
 from stream_ser.sources import FileSource
 
 from .conftest import SR, run_cli, run_pipeline
@@ -99,3 +100,40 @@ def test_mp3_keeps_its_rate_level_and_a_quiet_stderr(tmp_path, jfk):
     assert r.returncode == 0, r.stderr[-2000:]
     noise = [l for l in r.stderr.splitlines() if "layer3" in l or "mpg123" in l or "error" in l.lower()]
     assert not noise, noise[:5]
+
+
+def _read_all(path, block_seconds):
+    src = FileSource(path, speed=0, block_seconds=block_seconds)
+    blocks, error = [], None
+    try:
+        for x, _ in src.blocks():
+            blocks.append(x)
+    except SourceError as e:
+        error = str(e)
+    finally:
+        src.close()
+    return np.concatenate(blocks), error, len(blocks)
+
+
+def test_fast_replay_blocks_hold_the_paced_blocks_audio(tmp_path, jfk):
+    # a fast replay reads 0.512 s blocks, a paced one 32 ms: the same samples
+    # come out, resampled or through PyAV, and a damaged file keeps the audio
+    # before its damage (the failed block is read again in 32 ms pieces)
+    from stream_ser import codec
+
+    y, _ = sf.read(jfk, dtype="float32")
+    resampled = tmp_path / "call-44k.wav"
+    sf.write(resampled, soxr.resample(y, SR, 44100), 44100)
+    mp3 = tmp_path / "call.mp3"
+    mp3.write_bytes(codec.encode(y, SR, "mp3", 64))
+    damaged = tmp_path / "damaged.flac"
+    sf.write(damaged, y, SR)
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 4000] = bytes(4000)
+    damaged.write_bytes(bytes(data))
+    for path in (resampled, mp3, damaged):
+        paced, paced_error, paced_blocks = _read_all(path, 0.032)
+        fast, fast_error, fast_blocks = _read_all(path, None)
+        assert np.array_equal(fast, paced) and fast_error == paced_error, path.name
+        assert fast_blocks < paced_blocks / 8, (path.name, fast_blocks, paced_blocks)  # codec frames joined too
+    assert paced_error and "decoding failed mid-file" in paced_error and 4 * SR < len(paced) < 8 * SR

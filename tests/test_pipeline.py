@@ -122,7 +122,7 @@ def test_source_failure(long_speech, emotion_model, whisper_model):
 @pytest.mark.parametrize("stage,part,method", [("vad", "gate", "push"), ("windower", "windower", "ready")])
 def test_segmenter_failures_name_their_stage(long_speech, emotion_model, stage, part, method):
     p = Pipeline(FileSource(long_speech, speed=0), PipelineOptions(transcript=False), emotion_model=emotion_model)
-    failing = Failing(getattr(p.segmenter, part), method, 30)  # a call per 0.5 s block: ~15 s in
+    failing = Failing(getattr(p.segmenter, part), method, 30)  # a call per 0.512 s block: ~15 s in
     setattr(getattr(p.segmenter, part), method, failing.__getattr__(method))
     error, events, after = run_until_failure(p, failing)
     assert error.stage == stage and after < 1.0, (error, after)
@@ -250,7 +250,7 @@ def test_stream_and_training_cut_identical_windows(jfk, emotion_model):
 
 
 def test_fast_replay_results_do_not_depend_on_the_block_size(jfk, emotion_model):
-    # fast replay reads 0.5 s blocks (32 ms reads were most of the capture
+    # fast replay reads 0.512 s blocks (32 ms reads were most of the capture
     # thread's CPU); the VAD, the DC filter and the windows carry their state
     # across blocks, so what is found must be what 32 ms blocks find
     def found(block_seconds):
@@ -261,7 +261,7 @@ def test_fast_replay_results_do_not_depend_on_the_block_size(jfk, emotion_model)
 
     default_block, default = found(None)
     small_block, small = found(0.032)
-    assert (default_block, small_block) == (0.5, 0.032)
+    assert (default_block, small_block) == (0.512, 0.032)
     assert default == small and sum(r.startswith("{'type': 'emotion'") for r in small) >= 8
     assert FileSource(jfk, speed=1).block_seconds == 0.032  # paced: a microphone's blocks
 

@@ -82,40 +82,44 @@ def _tones(seconds):
     return np.concatenate(out)
 
 
-def test_fast_replay_decodes_do_not_depend_on_the_block_size(tmp_path, emotion_model, whisper_model):
-    # tones that the VAD takes for one 40 s utterance: a fast replay cuts its
-    # decodes every 15 s of audio, not wherever the capture thread has got to
-    # (which made the text depend on the read size and the machine's load)
+def test_fast_replay_decodes_depend_on_the_audio_only(tmp_path, emotion_model, whisper_model):
+    # tones that the VAD takes for a 3 s and a 30 s utterance: a fast replay
+    # decodes the long one in pieces cut by the audio alone, whatever the read
+    # size and however far the capture thread has got (here: while the first
+    # decode is slowed down, it reads the whole long utterance and its end)
     from stream_ser.pipeline import Pipeline, PipelineOptions
     from stream_ser.sources import FileSource
 
     path = tmp_path / "tones.wav"
-    sf.write(path, _tones(40), SR)
+    sf.write(path, np.concatenate([_tones(3), np.zeros(2 * SR, np.float32), _tones(30)]), SR)
 
     class Recording:
-        def __init__(self):
-            self.lengths = []
+        def __init__(self, first_delay):
+            self.lengths, self.first_delay = [], first_delay
 
         def __getattr__(self, name):
             return getattr(whisper_model, name)
 
         def transcribe(self, audio, **kw):
-            self.lengths.append(len(audio))
+            if not self.lengths:
+                time.sleep(self.first_delay)
+            self.lengths.append(round(len(audio) / SR, 2))
             return whisper_model.transcribe(audio, **kw)
 
-    def decodes(block_seconds):
-        model = Recording()
+    def decodes(block_seconds, first_delay=0.0):
+        model = Recording(first_delay)
         p = Pipeline(FileSource(path, speed=0, block_seconds=block_seconds), PipelineOptions(),
                      emotion_model=emotion_model, whisper_model=model)
         events = [e.to_dict() for e in p.events()]
-        utterances = [e["start"] for e in events if e["type"] == "speech"]
+        utterances = [(e["state"], e["start"]) for e in events if e["type"] == "speech"]
         transcript = [(e["start"], e["end"], e["text"]) for e in events if e["type"] == "transcript"]
         return utterances, model.lengths, transcript
 
-    small, large = decodes(0.032), decodes(0.5)
-    assert small[0] == [0.0, 39.99]  # one utterance: the open-utterance cut is what is tested
-    assert small[1][0] == 15 * SR and len(small[1]) >= 3
-    assert small == large
+    small = decodes(0.032)
+    assert [s for s, _ in small[0]] == ["start", "end", "start", "end"]  # the case under test
+    assert 15.0 in small[1] and len(small[1]) >= 3, small[1]  # the long one is cut
+    assert decodes(None) == small
+    assert decodes(None, first_delay=2.0) == small
 
 
 @pytest.mark.parametrize("kind", ["silence", "white-noise", "tones"])

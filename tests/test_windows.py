@@ -61,3 +61,16 @@ def test_clip_windows_on_a_tone_burst_in_silence():
     assert windows, "no window found"
     onset = windows[0].start + int(0.4 * SR)
     assert abs(onset - SR) <= 0.1 * SR  # onset found within 0.1 s of 1.0 s
+
+
+def test_a_blip_whose_start_and_end_share_a_block_gets_the_windows_of_small_blocks():
+    # fast replay pushes 0.512 s blocks: a short sound's start and end can come
+    # out of one push, and its windows must be those that 32 ms pushes cut
+    t = np.arange(3 * SR) / SR
+    tone = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((150, 300, 450, 600, 750), 1))
+    opts = WindowOptions(hop=0.25)
+    for length in (0.07, 0.09, 0.12):
+        audio = np.where((t >= 1.0) & (t < 1.0 + length), 0.1 * tone, 0).astype(np.float32)
+        small = clip_windows(audio, window_options=opts, block=512)
+        assert len(small) >= 1, length  # the gate takes the blip for speech: the case under test
+        assert clip_windows(audio, window_options=opts, block=8192) == small, length
