@@ -142,7 +142,7 @@ def model_identity(options) -> str:
             h.update(f.encode() + p.read_bytes())
     d = dataclasses.asdict(options)
     d["emotion"]["models_dir"] = None  # its content counts, not where it lies
-    for k in ("cpu_threads", "device"):
+    for k in ("cpu_threads", "num_workers", "device"):
         d["transcribe"].pop(k, None)
     d["emotion"].pop("device", None)  # --compute: where, not what
     if options.transcript:

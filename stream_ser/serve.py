@@ -47,7 +47,7 @@ import socket
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -617,7 +617,9 @@ def serve(options: ServeOptions, stream=sys.stderr) -> int:
     hub, previous = None, None
     try:  # the port is let go however this ends (a model that does not load included)
         emotion = EmotionModel(o.emotion.models_dir, neutral_bias=o.emotion.neutral_bias, device=o.emotion.device)
-        whisper = load_whisper(o.transcribe) if o.transcript else None
+        # the sessions share one model: as many of their decodes run at once as there are cores
+        workers = max(o.transcribe.num_workers, min(options.sessions, os.cpu_count() or 1))
+        whisper = load_whisper(replace(o.transcribe, num_workers=workers)) if o.transcript else None
         warm_up()
         hub = Hub(options, emotion, whisper)
         app = build_app(hub)

@@ -77,6 +77,9 @@ class TranscribeOptions:
             beam 5) 9-89% slower in wall time for 7-59% more CPU
             (``bench/decode_threads.py``), and the emotion stage and the
             capture want the other core.
+        num_workers: decodes one loaded model runs at once when several
+            threads call it (CTranslate2's ``inter_threads``): ``serve``'s
+            sessions share one model, and with 1 their decodes take turns.
         beam_size: decoder beam of the partial decodes of an open utterance (1 is greedy).
         final_beam_size: decoder beam of the decode of a finished utterance,
             whose words replace the uncommitted rest of its partials.
@@ -118,6 +121,7 @@ class TranscribeOptions:
     device: str = "auto"
     compute_type: str = "auto"
     cpu_threads: int = 1
+    num_workers: int = 1
     beam_size: int = 1
     final_beam_size: int = 5
     first_decode: float = 2.0
@@ -187,7 +191,8 @@ def load_whisper(options: TranscribeOptions):
         compute = options.compute_type
         if compute == "auto":
             compute = "float16" if device == "cuda" else "int8"
-        return Whisper(path, device=device, compute_type=compute, cpu_threads=options.cpu_threads, local_files_only=True)
+        return Whisper(path, device=device, compute_type=compute, cpu_threads=options.cpu_threads,
+                       num_workers=options.num_workers, local_files_only=True)
 
     device = options.device
     if device == "auto":
