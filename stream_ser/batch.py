@@ -208,7 +208,9 @@ def _worker_main(conn, options, threads: int, log_path: str) -> None:
     os.dup2(log, 2)
     t0 = time.perf_counter()
     try:
-        options.transcribe.cpu_threads = threads
+        # faster-whisper keeps TranscribeOptions.cpu_threads (1): a second CTranslate2
+        # thread made a decode slower here (bench/decode_threads.py), so a lone
+        # worker's second core goes to its emotion stage and capture instead
         models = load_models(options)
     except StreamSerError as e:
         conn.send(("failed", str(e)))
@@ -229,7 +231,8 @@ def _worker_main(conn, options, threads: int, log_path: str) -> None:
 
 class LocalEngine:
     """``workers`` local processes (spawned: TensorFlow does not survive a
-    fork), each with its own models and ``threads`` compute threads.  The
+    fork), each with its own models and ``threads`` compute threads for
+    numpy and TensorFlow (faster-whisper keeps its ``cpu_threads``).  The
     driver hands each idle worker one recording at a time over its own pipe, so
     it always knows which recording a worker holds: a worker that dies (a
     crash in a native library) costs that recording an error row and is

@@ -1,9 +1,11 @@
 """``stream-ser batch --ray``: the batch engine on an existing Ray cluster.
 
 One actor per worker loads the models once and holds them; each recording is
-a task on an idle actor.  The audio travels as bytes (the workers need not see
-the driver's files), and the result (events, the report page) comes back to
-the driver, which writes every output.  The cluster's nodes need stream-ser
+a task on an idle actor.  An actor that sees the driver's file (the same
+machine, or a shared file system: same path, size and modification time)
+reads it in place; for any other the audio travels as bytes, so the workers
+need not see the driver's files.  The result (events, the report page) comes
+back to the driver, which writes every output.  The cluster's nodes need stream-ser
 installed (``pip install 'stream-ser[ray]'``) with its models.
 
 Same interface as :class:`stream_ser.batch.LocalEngine`; used from the
@@ -24,10 +26,11 @@ from .quiet import quiet_stderr
 
 
 class RayWorker:
-    """The actor: the models, loaded once; :meth:`run` analyses one recording
-    from its bytes (written to a private temporary folder under the
-    recording's own file name, so that its format is recognised and its
-    events name it as a local run would)."""
+    """The actor: the models, loaded once; :meth:`run` analyses one recording,
+    in place when this node sees the driver's file, else from its bytes
+    (written to a private temporary folder under the recording's own file
+    name, so that its format is recognised and its events name it as a local
+    run would)."""
 
     def __init__(self, options, threads: int = 1):
         t0 = time.perf_counter()
@@ -39,7 +42,18 @@ class RayWorker:
     def ready(self) -> float:
         return self.load_seconds
 
-    def run(self, name: str, filename: str, data: bytes, shown_path: str) -> dict:
+    def run(self, name: str, filename: str, data: bytes | None, shown_path: str, seen: tuple | None = None) -> dict:
+        """``data`` None: analyse ``shown_path`` if this node's file there has
+        ``seen`` = (size, mtime_ns) as the driver's does, else return
+        ``{"need_bytes": True}`` (the driver sends them)."""
+        if data is None:
+            try:
+                st = os.stat(shown_path)
+            except OSError:
+                return {"need_bytes": True}
+            if (st.st_size, st.st_mtime_ns) != tuple(seen or ()):
+                return {"need_bytes": True}
+            return analyse(shown_path, self.options, self.models, title=name)
         with tempfile.TemporaryDirectory(prefix="stream-ser-") as d:
             path = os.path.join(d, filename)
             with open(path, "wb") as f:
@@ -112,14 +126,26 @@ class RayEngine:
         return len(self._running)
 
     def submit(self, job: Job) -> None:
-        try:
-            with open(job.path, "rb") as f:
-                data = f.read()
+        try:  # the actor reads the file itself if it sees this one; else it asks for the bytes (poll)
+            st = os.stat(job.path)
+            with open(job.path, "rb"):
+                pass
         except OSError as e:
             self._local.append((job, {"events": [], "error": f"{job.path}: {e.strerror or e}", "seconds": 0.0, "html": None}))
             return
         a = self._free.pop(0)
+        seen = (st.st_size, st.st_mtime_ns)
+        self._running[a.run.remote(job.name, os.path.basename(job.path), None, job.path, seen)] = (a, job)
+
+    def _send_bytes(self, a, job: Job) -> dict | None:
+        """Run ``job`` on actor ``a`` from the driver's bytes; the error result if they cannot be read."""
+        try:
+            with open(job.path, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            return {"events": [], "error": f"{job.path}: {e.strerror or e}", "seconds": 0.0, "html": None}
         self._running[a.run.remote(job.name, os.path.basename(job.path), data, job.path)] = (a, job)
+        return None
 
     def poll(self, timeout: float) -> list[tuple[Job, dict]]:
         ray = self.ray
@@ -144,6 +170,10 @@ class RayEngine:
             a, job = self._running.pop(ref)
             try:
                 result = ray.get(ref)
+                if result.get("need_bytes"):  # that node does not see the driver's file
+                    result = self._send_bytes(a, job)
+                    if result is None:
+                        continue
                 self._free.append(a)
             except ray.exceptions.RayActorError as e:  # the actor died (its node, a native crash): replace it
                 result = {"events": [], "error": f"Ray worker died on this recording ({_first_line(e)})",

@@ -373,3 +373,25 @@ def test_report_command_writes_html_and_png(local_run, tmp_path):
         bad.write_text(line + "\n")
         r = subprocess.run(CLI + ["report", str(bad)], capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and says in r.stderr, r.stderr
+
+
+def test_a_ray_worker_reads_the_drivers_file_in_place_or_asks_for_its_bytes(tmp_path):
+    # the actor class alone, without a cluster: a node that sees the driver's
+    # file (same size and time) reads it there; any other asks for the bytes
+    from stream_ser.pipeline import PipelineOptions
+    from stream_ser.ray_engine import RayWorker
+
+    path = tmp_path / "call.flac"
+    shutil.copy(ROOT / "tests" / "data" / "jfk.flac", path)
+    st = path.stat()
+    worker = RayWorker(PipelineOptions(transcript=False))
+    in_place = worker.run("call", "call.flac", None, str(path), (st.st_size, st.st_mtime_ns))
+    assert in_place["error"] is None and "need_bytes" not in in_place
+    assert worker.run("call", "call.flac", None, str(path), (st.st_size + 1, st.st_mtime_ns)) == {"need_bytes": True}
+    assert worker.run("call", "call.flac", None, str(tmp_path / "elsewhere.flac"), (st.st_size, st.st_mtime_ns)) == {"need_bytes": True}
+    sent = worker.run("call", "call.flac", path.read_bytes(), str(path))
+
+    def emotions(result):
+        return [(e["start"], e["label"]) for e in result["events"] if e["type"] == "emotion"]
+
+    assert len(emotions(in_place)) >= 8 and emotions(in_place) == emotions(sent)
