@@ -19,8 +19,9 @@ Figures:
   sustained: every session captured >= 0.95 audio seconds per wall second,
       dropped no samples, no emotion windows and no transcript audio, and (with
       the transcript) its commit latency p95 is at most twice a lone session's
-      in the same run: the sessions share one whisper model, which queues their
-      decodes, so a crowd shows first as words arriving later, not as drops
+      in the same run: the sessions share one whisper model, which queues the
+      decodes beyond one per core, so a crowd shows first as words arriving
+      later, not as drops
 Targets (issue 23): display p50 <= 150 ms; >= 2 sessions with --no-transcript,
 >= 1 with the transcript.
 
