@@ -9,13 +9,16 @@ speaker), the stream's windows (``clip_windows`` on the conditioned clip, as
 training cuts them) become vectors:
   mfcc         the window's 22 raw feature tracks (``stream_ser.features``),
                mean and std over its 108 frames: 44 values
-  whisper      tiny.en's encoder output for the window, its log-mel frames
-               padded with zeros to 10 s (as the transcriber's encoder sees a
-               decode), mean and std over the 125 positions that hold the
-               window: 768 values
+  whisper      tiny.en's encoder output for the window, its 250 log-mel
+               frames padded with zeros to 1000 (2.5 s of audio and 7.5 s of
+               padding, as faster-whisper pads a decode; the transcriber's
+               encoder_padding would give 1300), mean and std over the 125
+               positions that hold the window: 768 values
   whisper-2.5s the same with no padding (the encoder sees the 2.5 s alone)
 Each speaker's vectors are z-normalised with that speaker's own mean and std
-(all of the speaker's windows: the optimistic end of session normalisation).
+(all of the speaker's windows: the optimistic end of session normalisation;
+RAVDESS actors each speak the same balanced set of emotions, which makes
+their mean an unusually good reference).
 A logistic regression (scikit-learn, L2, C from a small grid chosen on the
 training folds' own grouped CV) is scored on the same 5 folds of 4 actors as
 ``stream-ser evaluate --cv``: clip UA (a clip's windows' mean probability,
@@ -43,7 +46,7 @@ import common as C  # noqa: E402
 import numpy as np  # noqa: E402
 
 NAME = "whisper_probe"
-PAD_FRAMES = 1000  # 10 s of log-mel frames: the transcriber's encoder_padding
+PAD_FRAMES = 1000  # 10 s of log-mel frames: the window and 7.5 s of zeros
 WINDOW_FRAMES = 250  # log-mel frames of a 2.5 s window
 WINDOW_POSITIONS = 125  # encoder positions (2 log-mel frames each) of a 2.5 s window
 C_GRID = (0.001, 0.01, 0.1)
@@ -96,14 +99,15 @@ def vectors(clips):
 
     from stream_ser.training import augment
 
-    babble = [sf.read(p, dtype="float32")[0] for p, _, _, s in clips[:: max(1, len(clips) // 40)] if s == "ravdess"][:40]
+    babble = [(spk, sf.read(p, dtype="float32")[0]) for p, spk, _, s in clips[:: max(1, len(clips) // 40)] if s == "ravdess"][:40]
     for c, (path, speaker, _, kind) in enumerate(clips):
         y, sr = sf.read(path, dtype="float32")
         assert sr == 16000, path
         y = y if y.ndim == 1 else y.mean(axis=1)
         if kind.startswith("ravdess_"):  # degraded as `stream-ser evaluate` does; the VAD runs on the result
             rng = np.random.default_rng([c, sum(map(ord, kind))])
-            others = [babble[j] for j in rng.choice(len(babble), 3)]
+            voices = [a for spk, a in babble if spk != speaker]  # three other speakers, as training's babble
+            others = [voices[j] for j in rng.choice(len(voices), 3)]
             y = augment.apply(kind.split("_", 1)[1], y, rng, babble=others)
         y = condition(y)
         for w in clip_windows(y):
@@ -130,7 +134,7 @@ def balanced_weights(y: np.ndarray, n: int) -> np.ndarray:
     return len(y) / (n * counts[y])
 
 
-def probe(x, y, clip_of, spk, sets, emotions, folds, names, with_calm: bool):
+def probe(x, y, clip_of, spk, sets, emotions, folds, names, with_calm: bool, clip_info):
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold
 
@@ -157,15 +161,17 @@ def probe(x, y, clip_of, spk, sets, emotions, folds, names, with_calm: bool):
         other = max((counts[k], names[k]) for k in range(len(names)) if k != neutral)
         return {"neutral": round(float(counts[neutral]), 4), "top_other": other[1], "top_other_share": round(float(other[0]), 4)}
 
-    def clip_ua(model, test):
-        probs = model.predict_proba(x[test])
-        test_clips = np.unique(clip_of[test])
+    clip_set, clip_speaker, clip_label = clip_info
+
+    def degraded_ua(model, cond, fold):
+        # every clip of the fold's actors counts: one the VAD finds no speech in is wrong (as in evaluate)
+        test_clips = np.flatnonzero((clip_set == f"ravdess_{cond}") & np.isin(clip_speaker, fold))
+        sel = np.isin(clip_of, test_clips)
         local = {c: i for i, c in enumerate(test_clips)}
-        pred = clip_predictions(probs, np.array([local[c] for c in clip_of[test]]), len(test_clips))
-        return round(_ua(np.array([y[clip_of == c][0] for c in test_clips]), pred, len(names)), 4)
+        pred = clip_predictions(model.predict_proba(x[sel]), np.array([local[c] for c in clip_of[sel]]), len(test_clips))
+        return round(_ua(clip_label[test_clips], pred, len(names)), 4)
 
     conditions = sorted({s.split("_", 1)[1] for s in np.unique(sets) if s.startswith("ravdess_")})
-    base_spk = np.array([s.split("@")[0] for s in spk])
     rows = []
     for k, fold in enumerate(folds):
         test = ravdess & np.isin(spk, fold)
@@ -191,7 +197,7 @@ def probe(x, y, clip_of, spk, sets, emotions, folds, names, with_calm: bool):
         row = {"fold": k, "actors": fold, "C": best[1], "clip_ua": round(_ua(clip_y, pred, len(names)), 4),
                "arousal_ua": round(arousal_ua([emotions[c] for c in test_clips], clip_probs, names), 4)}
         for cond in conditions:  # the model trained on clean windows, scored on the fold's degraded clips
-            row[f"{cond}_ua"] = clip_ua(model, (sets == f"ravdess_{cond}") & np.isin(base_spk, fold))
+            row[f"{cond}_ua"] = degraded_ua(model, cond, fold)
         if with_calm:
             row["calm_test"] = share(model, sets == "calm_test")
             row["speech"] = share(model, sets == "speech")
@@ -227,7 +233,9 @@ def main() -> None:
     for name, with_calm in (("mfcc", False), ("whisper", False), ("whisper-2.5s", False), ("mfcc", True), ("whisper", True)):
         label = name + (" +calm" if with_calm else "")
         C.log(f"probe: {label} ({xs[name].shape[1]} values per window) ...")
-        rows = probe(by_speaker(xs[name], spk), y, clip_of, spk, sets, emotions, folds, names, with_calm)
+        clip_info = (np.array([c[3] for c in clips]), np.array([c[1] for c in clips]),
+                     np.array([names.index(label_of(c[2])) for c in clips]))
+        rows = probe(by_speaker(xs[name], spk), y, clip_of, spk, sets, emotions, folds, names, with_calm, clip_info)
         r = {"values": int(xs[name].shape[1]), "folds": rows}
         for m in ("clip_ua", "arousal_ua") + tuple(f"{c}_ua" for c in conditions):
             r[f"{m}_mean"], r[f"{m}_sd"] = round(float(np.mean([f[m] for f in rows])), 4), round(float(np.std([f[m] for f in rows])), 4)
