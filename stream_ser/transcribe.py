@@ -512,9 +512,8 @@ class Transcriber(threading.Thread):
         if written < due:
             self.ring.wait_for(due, timeout=0.05)
             return
-        end = min(written, u.decode_from + int(o.max_decode * SAMPLE_RATE))
-        if not self.partials:  # cut where the audio is, not wherever the capture thread has got to
-            end = u.decode_from + self._long
+        # a fast replay cuts where the audio is, not wherever the capture thread has got to
+        end = min(written, u.decode_from + int(o.max_decode * SAMPLE_RATE)) if self.partials else u.decode_from + self._long
         words = self._fresh(u, self._decode(u.decode_from, end, self._prompt(u)))
         heard_before, u.decoded_to = u.decoded_to, end
         u.decodes += 1
@@ -563,14 +562,10 @@ class Transcriber(threading.Thread):
                 if self._skip_if_behind():
                     continue
                 u = self._utts[0]
-                if self.partials:
-                    self._finish_utterances() if u.end is not None else self._step_open(u)
-                elif self._fits_one_decode(u, decided):
-                    if u.end is not None:
-                        self._finish_utterances()
-                    else:
-                        self.ring.wait_for(u.decode_from + self._long, timeout=0.05)
-                elif self.ring.written - u.decode_from >= self._long:
+                fits = self.partials or self._fits_one_decode(u, decided)
+                if u.end is not None and fits:
+                    self._finish_utterances()
+                elif self.partials or (not fits and self.ring.written - u.decode_from >= self._long):
                     self._step_open(u)
                 else:
                     self.ring.wait_for(u.decode_from + self._long, timeout=0.05)
