@@ -67,6 +67,16 @@ import soundfile as sf  # noqa: E402
 
 
 # ---------------------------------------------------------------- environment
+def shown_path(p: str | os.PathLike) -> str:
+    """A path as results record it: relative to the repository when inside it
+    (never this machine's absolute path), else as given."""
+    p = Path(p)
+    try:
+        return str(p.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
 def need_data() -> None:
     """Exit with one line and code 2 when ../shared/data/speech is not here."""
     if not (SPEECH / "manifest.csv").is_file():

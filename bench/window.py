@@ -2,23 +2,24 @@
 
 On a real 2.5 s window (jfk.flac from 1.0 s), after warm-up, --runs timed calls
 each (median and p95, ms) of
-  features        stream_ser.features.raw_features(window) + the shipped
-                  model's normalisation (per session or per window)
+  features        the models directory's feature extractor (the 22 tracks, or
+                  the whisper encoder's summary) + its normalisation (per
+                  session or per window)
   keras predict   model.predict(x, verbose=0)
   keras call      model(x, training=False)
   tf.function     tf.function(lambda x: model(x, training=False))
   tflite f32      tf.lite.Interpreter, num_threads=1
   tflite int8     dynamic-range (TFLiteConverter, Optimize.DEFAULT), num_threads=1
-for the ``compact`` arch (models/emotion.keras) and the ``paper`` arch
-(runs/paper/best.keras if it loads, else stream_ser.training.models.build("paper")
-with random weights).  Each TFLite form's max abs difference from Keras is
-measured on windows from every shared speech recording.  The MFCC alone is
-timed at a 1486-point FFT (the frame length; 2 x 743 is a slow size) and at
-the 1536 points the extractor uses.  Then the streaming
-path, EmotionModel(models dir).predict(normalise(raw_features(window))), with
-the model's own normaliser: target < 10 ms median.
+for the models directory's own arch (--models, default the bundled models/)
+and the ``paper`` arch (runs/paper/best.keras if it loads, else
+stream_ser.training.models.build("paper") with random weights).  Each TFLite
+form's max abs difference from Keras is measured on windows from every shared
+speech recording.  The MFCC alone is timed at a 1486-point FFT (the frame
+length; 2 x 743 is a slow size) and at the 1536 points the extractor uses.
+Then the streaming path, EmotionModel(models dir).predict(normalise(extract(window))),
+with the model's own normaliser: target < 10 ms median.
 
-    python bench/window.py [--runs 200] [--skip-paper] [--json]
+    python bench/window.py [--runs 200] [--skip-paper] [--models DIR] [--json]
 """
 
 from __future__ import annotations
@@ -118,11 +119,14 @@ def measure(args) -> dict:
     rows = C.speech_rows()
     import numpy as np
 
-    from stream_ser.emotion import DEFAULT_MODELS, EmotionModel
-    from stream_ser.features import SAMPLE_RATE, WINDOW_SAMPLES, normaliser, raw_features
+    from stream_ser.emotion import EmotionModel
+    from stream_ser.features import SAMPLE_RATE, WINDOW_SAMPLES, normaliser
     from stream_ser.training.normalise import spec_for
 
-    spec = spec_for(DEFAULT_MODELS)
+    models = Path(args.models)
+    spec = spec_for(models)
+    em = EmotionModel(models)  # its features: the 22 tracks, or the whisper encoder's summary
+    raw_features = em.extract
 
     def extract(y):  # what the stream does for one window of a fresh session
         return normaliser(spec)(raw_features(y))
@@ -135,7 +139,8 @@ def measure(args) -> dict:
         checks.append(extract(np.pad(y, (0, WINDOW_SAMPLES - len(y)))))
     check = np.stack(checks).astype(np.float32)
     x = extract(window)[None].astype(np.float32)
-    result: dict = {"window": "jfk.flac 1.0-3.5 s", "runs": args.runs, "normalisation": spec["kind"]}
+    result: dict = {"window": "jfk.flac 1.0-3.5 s", "runs": args.runs, "normalisation": spec["kind"], "features_kind": em.features,
+                    "models": C.shown_path(models)}
     C.log("window: features ...")
     result["features"] = timeit(lambda: extract(window), args.runs)
     limited = blas_limited(lambda: extract(window))
@@ -156,13 +161,14 @@ def measure(args) -> dict:
 
     result["tensorflow"] = tf.__version__
     archs = {}
-    compact_path = DEFAULT_MODELS / "emotion.keras"
-    if compact_path.is_file():
-        C.log("window: compact (models/emotion.keras) ...")
-        m = keras.models.load_model(compact_path, compile=False)
-        archs["compact"] = {"source": str(compact_path.relative_to(C.ROOT)), **forms(m, x, check, args.runs)}
+    model_path = models / "emotion.keras"
+    if model_path.is_file():
+        m = keras.models.load_model(model_path, compile=False)
+        arch = m.name.removeprefix("ser_")
+        C.log(f"window: {arch} ({C.shown_path(model_path)}) ...")
+        archs[arch] = {"source": C.shown_path(model_path), **forms(m, x, check, args.runs)}
     else:
-        C.log(f"window: {compact_path} not found; compact arch skipped")
+        C.log(f"window: {model_path} not found; its arch skipped")
     if not args.skip_paper:
         from stream_ser.training.models import build
 
@@ -179,10 +185,9 @@ def measure(args) -> dict:
         archs["paper"] = {"source": source, **forms(m, x, check, args.runs)}
     result["archs"] = archs
 
-    C.log("window: streaming path EmotionModel(models).predict(normalise(raw_features(window))) ...")
-    em = EmotionModel(DEFAULT_MODELS)
+    C.log("window: streaming path EmotionModel(models).predict(normalise(extract(window))) ...")
     norm = em.new_normaliser()  # one session, as the emotion worker holds it
-    result["stream_path"] = {"form": em.form, "file": str(Path(em.path).relative_to(C.ROOT)),
+    result["stream_path"] = {"form": em.form, "file": C.shown_path(Path(em.path)),
                              **timeit(lambda: em.predict(norm(raw_features(window))), args.runs)}
     limited = blas_limited(lambda: em.predict(norm(raw_features(window))))
     if limited:
@@ -194,7 +199,8 @@ def measure(args) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=200, help="timed calls per form (after 10 warm-up calls; predict uses runs/4)")
-    ap.add_argument("--skip-paper", action="store_true", help="only the compact arch")
+    ap.add_argument("--skip-paper", action="store_true", help="only the models directory's own arch")
+    ap.add_argument("--models", default=str(C.ROOT / "models"), metavar="DIR", help="emotion models directory (default: the bundled models/)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     C.need_data()
@@ -206,7 +212,7 @@ def main() -> int:
         def row(label, d, diff=None, mb=None):
             return [label, d["median_ms"], d["p95_ms"], d["cpu_median_ms"], diff, mb]
 
-        rows = [row(f"features (raw + {result['normalisation']} normalisation)", result["features"])]
+        rows = [row(f"features ({result['features_kind']} + {result['normalisation']} normalisation)", result["features"])]
         if "features_blas1" in result:
             rows.append(row("features, numpy BLAS 1 thread", result["features_blas1"]))
         for n, d in result["mfcc_by_fft_size"].items():
@@ -225,7 +231,9 @@ def main() -> int:
             out.append(f"{a}: {v['source']}")
         return "\n".join(out)
 
-    C.finish(NAME, result, args.json, text)
+    # another models directory's figures go beside the bundled model's, never over them
+    bundled = Path(args.models).resolve() == (C.ROOT / "models").resolve()
+    C.finish(NAME if bundled else f"{NAME}_{Path(args.models).resolve().name}", result, args.json, text)
     return 0
 
 

@@ -104,7 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_session_args(s)
 
     s = sub.add_parser("train", help="train the emotion model on ../shared/data/ser", description="Train the emotion model (speaker split from the manifest).")
-    s.add_argument("--arch", choices=("compact", "paper"), default="compact")
+    s.add_argument("--arch", choices=("compact", "paper", "head"), default="compact",
+                   help="compact (default) or paper: CNNs on the 22 tracks; head: a small dense net for --features whisper")
+    s.add_argument("--features", choices=("mfcc", "whisper"), default="mfcc",
+                   help="mfcc: ZCR + RMS + 20 MFCC per frame (default); whisper: the bundled tiny.en encoder's summary of each window")
+    s.add_argument("--time-mask", type=ranged(0, 108, integer=True), default=20, metavar="N",
+                   help="mask up to N frames of each training window (default 20; 0 for --features whisper, one frame)")
+    s.add_argument("--feature-mask", type=ranged(0, 768, integer=True), default=3, metavar="N",
+                   help="mask up to N feature tracks of each training window (default 3)")
     s.add_argument("--epochs", type=ranged(1, 100000, integer=True), default=None,
                    help="at most this many epochs (default 80; stops after 30 without a better val UA); with --with-val, exactly this many")
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")

@@ -19,7 +19,7 @@ from .events import EmotionEvent
 from .labels import arousal
 from .limits import OptionError, check_number
 from .quiet import quiet_stderr, quiet_tensorflow
-from .features import N_FEATURES, N_FRAMES, SAMPLE_RATE, normaliser, probe_mismatch, raw_features
+from .features import N_FEATURES, N_FRAMES, SAMPLE_RATE, _limit_blas, extractor, kind_of, normaliser, probe_mismatch
 from .ring import RingBuffer
 from .windows import EmotionWindow
 
@@ -32,6 +32,16 @@ def _bundled_models() -> Path:
 
 
 DEFAULT_MODELS = _bundled_models()
+
+
+def input_shape(features: str) -> tuple[int, int]:
+    """A model's input for one window: (108, 22) tracks, or one frame of the
+    whisper encoder's 768 values."""
+    if features == "whisper":
+        from .whisper_states import N_VALUES
+
+        return (1, N_VALUES)
+    return (N_FRAMES, N_FEATURES)
 
 
 def load_error(e: BaseException) -> str:
@@ -73,6 +83,9 @@ def reweight(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
 class EmotionModel:
     """The shipped emotion classifier from a models directory:
     ``labels.json``, and ``emotion.tflite`` (fast path) or ``emotion.keras``.
+    :attr:`extract` is the feature extractor it was trained on
+    (:func:`~stream_ser.features.extractor`; for ``"whisper"`` features the
+    bundled whisper model loads with it).
 
     :meth:`predict` is called from one thread (the emotion worker); the TFLite
     interpreter is not thread-safe.
@@ -95,9 +108,17 @@ class EmotionModel:
             normaliser(self.normalisation)  # fails here, not in the first window
         except Exception:
             raise ModelError(f"{labels_path}: not a valid labels file (expected {{\"labels\": [...]}})") from None
+        try:
+            # the features it was trained on; the whisper encoder loads here, before any stream opens
+            self.features = kind_of(self.normalisation)
+            self.extract = extractor(self.features)
+            _limit_blas()  # whisper's log-mel is numpy too: one BLAS thread, as for the 22 tracks
+        except ValueError as e:
+            raise ModelError(f"{labels_path}: {e}") from None
         problem = probe_mismatch(self.normalisation)  # train/serve skew: refuse, never guess
         if problem:
             raise ModelError(f"emotion model in {models_dir} was {problem}")
+        self.input_shape = input_shape(self.features)
         # the model files hold the trained network; its deployment prior
         # (`stream-ser export --neutral-bias`) is applied here, and --neutral-bias replaces it
         self.log_prior = read_log_prior(meta, self.labels, labels_path)
@@ -121,7 +142,7 @@ class EmotionModel:
             try:
                 with quiet_stderr():
                     self._load(name, path, threads)
-                    self._run(np.zeros((N_FRAMES, N_FEATURES), dtype=np.float32))
+                    self._run(np.zeros(self.input_shape, dtype=np.float32))
                 self.form, self.path = name, path
                 break
             except Exception as e:
@@ -130,7 +151,7 @@ class EmotionModel:
             if errors:
                 raise ModelError(f"emotion model in {models_dir} is corrupt ({'; '.join(errors)})")
             raise ModelError(f"emotion model not found in {models_dir} (expected emotion.tflite or emotion.keras)")
-        probs = self.predict(np.zeros((N_FRAMES, N_FEATURES), dtype=np.float32))
+        probs = self.predict(np.zeros(self.input_shape, dtype=np.float32))
         if probs.shape != (len(self.labels),):
             raise ModelError(f"{labels_path}: {len(self.labels)} labels but the model has {probs.shape[-1]} outputs")
 
@@ -166,7 +187,7 @@ class EmotionModel:
         return normaliser(self.normalisation)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities for one (108, 22) normalised feature matrix, under
+        """Class probabilities for one normalised feature matrix (:attr:`input_shape`), under
         the model's neutral prior (:attr:`neutral_bias`)."""
         probs = np.asarray(self._run(np.ascontiguousarray(features, dtype=np.float32)), dtype=np.float64)
         return probs if self._reweight is None else reweight(probs, self._reweight)
@@ -252,7 +273,7 @@ class EmotionWorker(threading.Thread):
 
     def classify(self, window: EmotionWindow) -> EmotionEvent:
         t0, c0 = time.perf_counter(), time.thread_time()
-        probs = self.model.predict(self._normalise(raw_features(self.ring.read(window.start, window.end))))
+        probs = self.model.predict(self._normalise(self.model.extract(self.ring.read(window.start, window.end))))
         if window.utterance != self._utterance:
             self._recent.clear()
             self._utterance = window.utterance

@@ -21,6 +21,10 @@ Normalisation is decided here, once, in one of two ways a model names in its
   removes the speaker and the channel and keeps what changes within them.
   Training uses the same arithmetic (:func:`shrunk_stats`) over windows of one
   speaker and one recording chain.
+
+A model may instead be trained on the bundled whisper encoder's summary of each
+window (:mod:`stream_ser.whisper_states`, one frame of 768 values), normalised
+the same ways; :func:`extractor` gives the features a model names.
 """
 
 from __future__ import annotations
@@ -84,6 +88,28 @@ def _mel_basis() -> np.ndarray:
     return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS)
 
 
+FEATURE_KINDS = ("mfcc", "whisper")
+
+
+def extractor(kind: str = "mfcc"):
+    """The raw-feature callable a model was trained on (``labels.json``'s
+    ``normalisation.features``): window -> (frames, tracks) float32.
+    ``"mfcc"``: :func:`raw_features`, (108, 22); ``"whisper"``: the bundled
+    whisper encoder's summary (:mod:`stream_ser.whisper_states`), (1, 768)."""
+    if kind == "mfcc":
+        return raw_features
+    if kind == "whisper":
+        from .whisper_states import whisper_states
+
+        return whisper_states()
+    raise ValueError(f"unknown features {kind!r} (choose from {', '.join(FEATURE_KINDS)})")
+
+
+def kind_of(spec: dict | None) -> str:
+    """The features a model's ``normalisation`` entry names (``"mfcc"`` if none)."""
+    return (spec or {}).get("features", "mfcc")
+
+
 def normalise(features: np.ndarray) -> np.ndarray:
     """Z-normalise each feature track over time (the loudness/channel normalisation)."""
     mean = features.mean(axis=-2, keepdims=True)
@@ -134,8 +160,8 @@ class SessionNorm:
         self.prior_std = np.asarray(prior_std, dtype=np.float64)
         self.prior_frames = float(prior_frames)
         self.frames = 0
-        self.frame_sum = np.zeros(N_FEATURES)
-        self.frame_sumsq = np.zeros(N_FEATURES)
+        self.frame_sum = np.zeros(self.prior_mean.shape)
+        self.frame_sumsq = np.zeros(self.prior_mean.shape)
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         raw64 = raw.astype(np.float64)
@@ -168,20 +194,20 @@ def _probe_window() -> np.ndarray:
     return (0.05 * y).astype(np.float32)
 
 
-def probe() -> dict:
+def probe(kind: str = "mfcc") -> dict:
     """Mean and std of every raw feature track on a fixed synthetic window: a
-    fingerprint of this extractor.  Training stores it with a model's
+    fingerprint of extractor ``kind``.  Training stores it with a model's
     normalisation (``norm.json``, ``labels.json``) and :func:`probe_mismatch`
     compares it at load time, so a model is never silently given features
     other than those it was trained on (another frame size, log floor or
     librosa version)."""
-    mean, std = _probe_stats()
+    mean, std = _probe_stats(kind)
     return {"mean": list(mean), "std": list(std)}  # a fresh copy: callers store it in specs
 
 
-@functools.lru_cache(maxsize=1)
-def _probe_stats() -> tuple[tuple[float, ...], tuple[float, ...]]:
-    raw = raw_features(_probe_window()).astype(np.float64)
+@functools.lru_cache(maxsize=None)
+def _probe_stats(kind: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    raw = extractor(kind)(_probe_window()).astype(np.float64)
     return tuple(raw.mean(axis=0).tolist()), tuple(raw.std(axis=0).tolist())
 
 
@@ -192,15 +218,25 @@ def probe_mismatch(spec: dict | None) -> str | None:
     saved = (spec or {}).get("features_probe")
     if saved is None:
         return None
-    now = probe()
+    kind = kind_of(spec)
+    if kind not in FEATURE_KINDS:
+        return f"trained on features {kind!r}, which this version of stream-ser does not compute"
+    now = probe(kind)
     try:
         a_mean, a_std = (np.asarray(saved[k], dtype=np.float64) for k in ("mean", "std"))
         if a_mean.ndim != 1 or a_mean.shape != a_std.shape or not np.all(np.isfinite(a_mean) & np.isfinite(a_std)):
             raise ValueError
     except Exception:
         return "stored with an unreadable features_probe (expected finite \"mean\" and \"std\" lists)"
-    if a_mean.size != N_FEATURES:
-        return f"trained on {a_mean.size} feature tracks; this extractor computes {N_FEATURES}"
+    if a_mean.size != len(now["mean"]):
+        return f"trained on {a_mean.size} feature tracks; this extractor computes {len(now['mean'])}"
+    if kind == "whisper":
+        # int8 kernels differ between CPUs in the last bits: compare the whole vector
+        off = float(np.linalg.norm(a_mean - now["mean"]) / (np.linalg.norm(a_mean) + 1e-9))
+        if off > 0.02:
+            return (f"trained on other encoder states than this installation computes (a test window's differ by "
+                    f"{100 * off:.1f}%: another whisper model or CTranslate2); retrain it, or use the installation that trained it")
+        return None
     scale = np.abs(a_mean) + np.abs(a_std)
     for stat, a in (("mean", a_mean), ("std", a_std)):
         b = np.asarray(now[stat])

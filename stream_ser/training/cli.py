@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..features import kind_of
 from . import normalise
 from .dataset import DEFAULT_DATA, labels, load_windows, read_manifest
 
@@ -34,7 +35,19 @@ def train_command(args) -> int:
         from ..errors import UsageError
 
         raise UsageError("--average must be at least 0 and below 1 (e.g. 0.8)")
-    opts = TrainOptions(arch=args.arch, seed=args.seed, keep_calm=args.keep_calm, limit=args.limit, data_dir=data,
+    if (args.arch == "head") != (args.features == "whisper"):
+        from ..errors import UsageError
+
+        raise UsageError("--arch head goes with --features whisper (one frame of 768 values); the CNNs with mfcc")
+    if args.features == "whisper" and args.norm == "window":
+        from ..errors import UsageError
+
+        raise UsageError("--features whisper: a window is one frame, which per-window normalisation would zero; use --norm session")
+    if args.features == "whisper" and args.time_mask > 1:
+        from ..errors import UsageError
+
+        raise UsageError("--features whisper: a window is one frame; pass --time-mask 0")
+    opts = TrainOptions(arch=args.arch, features=args.features, time_mask=args.time_mask, feature_mask=args.feature_mask, seed=args.seed, keep_calm=args.keep_calm, limit=args.limit, data_dir=data,
                         norm=args.norm, prior_windows=args.prior_windows, scale=args.scale,
                         neutral_sessions=not args.balanced_sessions, warm_up=args.warm_up, average=args.average,
                         train_splits=("train", "val", "test") if args.all_actors else ("train", "val") if args.with_val else ("train",),
@@ -113,8 +126,9 @@ def export_command(args) -> int:
 def _check_windows(data: Path, checkpoint: Path, limit: int | None = None) -> np.ndarray:
     """Model inputs of val windows, normalised the checkpoint's way, to check
     that the fast path agrees with Keras."""
-    val = load_windows("val", "clean", data_dir=data, limit=limit)
-    x = normalise.for_evaluation(val.x, val.clip_of_window, val.clip_speakers, normalise.spec_for(checkpoint))
+    spec = normalise.spec_for(checkpoint)
+    val = load_windows("val", "clean", data_dir=data, limit=limit, features=kind_of(spec))
+    x = normalise.for_evaluation(val.x, val.clip_of_window, val.clip_speakers, spec)
     return x[:64]
 
 
@@ -145,7 +159,7 @@ def evaluate(model, spec: dict, split: str, condition: str, keep_calm: bool, dat
     from .metrics import clip_predictions, scores, ua_by_group
     from .train import predict
 
-    ws = load_windows(split, condition, data_dir=data, seed=seed, vad_on=vad_on)
+    ws = load_windows(split, condition, data_dir=data, seed=seed, vad_on=vad_on, features=kind_of(spec))
     names = labels(keep_calm)
     probs = predict(model, normalise.for_evaluation(ws.x, ws.clip_of_window, ws.clip_speakers, spec))
     if neutral_bias:
@@ -377,7 +391,10 @@ def cv_command(args, data: Path) -> int:
         if missing:
             raise UsageError(f"{run}: no fold{missing[0]}/last.keras (train it with `stream-ser train --fold {missing[0]} --out {run}/fold{missing[0]}`)")
     run = args.cv
-    result = cv.evaluate_cv(runs, data, neutral_dir, speech_dir, names, progress=lambda m: print(m, file=sys.stderr))
+    try:
+        result = cv.evaluate_cv(runs, data, neutral_dir, speech_dir, names, progress=lambda m: print(m, file=sys.stderr))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     bias = args.neutral_bias if args.neutral_bias is not None else result["calibrated_bias"]
     if bias is None:
         bias = 0.0

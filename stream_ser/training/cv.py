@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..features import kind_of
 from ..labels import HIGH_AROUSAL, LOW_AROUSAL
 from . import normalise
 from .dataset import WindowSet, label_of, load_windows
@@ -58,8 +59,9 @@ def select(ws: WindowSet, speakers: set[str]) -> WindowSet:
                      [ws.clip_emotions[c] for c in keep], [ws.clip_speakers[c] for c in keep], 0)
 
 
-def all_actors(data_dir: Path, variant: str = "clean", seed: int = 0, vad_on: str = "clean") -> WindowSet:
-    return WindowSet.concat([load_windows(s, variant, data_dir=data_dir, seed=seed, vad_on=vad_on) for s in ("train", "val", "test")])
+def all_actors(data_dir: Path, variant: str = "clean", seed: int = 0, vad_on: str = "clean", features: str = "mfcc") -> WindowSet:
+    return WindowSet.concat([load_windows(s, variant, data_dir=data_dir, seed=seed, vad_on=vad_on, features=features)
+                             for s in ("train", "val", "test")])
 
 
 def sessions(ws: WindowSet, seed: int | None) -> list[np.ndarray]:
@@ -189,14 +191,16 @@ def ordinary_summary(share: dict) -> dict:
     return {"neutral": round(share.get("neutral", 0.0), 4), "top_other": other[1], "top_other_share": round(other[0], 4)}
 
 
-def speech_set(speech_dir: Path) -> WindowSet:
+def speech_set(speech_dir: Path, features: str = "mfcc") -> WindowSet:
     """Windows of every recording in ``speech_dir`` as the stream cuts them: a
     recording is a session ("speaker"), an utterance a clip; labelled neutral
     (ordinary, calm speech)."""
     import soundfile as sf
 
-    from ..features import raw_features
+    from ..features import extractor
     from ..windows import clip_windows, cut
+
+    raw_features = extractor(features)
 
     xs, owner, emotions, speakers = [], [], [], []
     for f in sorted(Path(speech_dir).glob("*.flac")):
@@ -215,9 +219,11 @@ def speech_set(speech_dir: Path) -> WindowSet:
 def ordinary(model, spec: dict, names, neutral_dir: Path, speech_dir: Path) -> dict[str, "Scored"]:
     """A model's probabilities on ordinary speech: the calm corpus's val and
     test speakers and ``speech_dir``, each speaker or recording one session."""
-    out = {f"neutral_{s}": Scored(model, load_windows(s, "clean", data_dir=neutral_dir), spec, names) for s in ("val", "test")}
+    kind = kind_of(spec)
+    out = {f"neutral_{s}": Scored(model, load_windows(s, "clean", data_dir=neutral_dir, features=kind), spec, names)
+           for s in ("val", "test")}
     if Path(speech_dir).is_dir():
-        out["speech"] = Scored(model, speech_set(speech_dir), spec, names)
+        out["speech"] = Scored(model, speech_set(speech_dir, kind), spec, names)
     return out
 
 
@@ -237,8 +243,12 @@ def evaluate_cv(run_dir: Path | list[Path], data_dir: Path, neutral_dir: Path, s
 
     runs = [Path(r) for r in run_dir] if isinstance(run_dir, (list, tuple)) else [Path(run_dir)]
     folds = fold_speakers(data_dir)
-    clean_all = all_actors(data_dir)
-    cond_all = {c: all_actors(data_dir, c, seed=1, vad_on="degraded") for c in CONDITIONS}
+    kinds = {kind_of(normalise.spec_for(Path(r) / f"fold{k}" / "last.keras")) for r in runs for k in range(len(folds))}
+    if len(kinds) > 1:
+        raise ValueError(f"the runs were trained on different features ({', '.join(sorted(kinds))}): score them apart")
+    kind = kinds.pop()
+    clean_all = all_actors(data_dir, features=kind)
+    cond_all = {c: all_actors(data_dir, c, seed=1, vad_on="degraded", features=kind) for c in CONDITIONS}
     rows = {float(b): [] for b in biases}
     scored = []  # per fold: (clean, conditions, calm speech)
     for k, speakers in enumerate(folds):

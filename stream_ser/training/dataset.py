@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ..features import SAMPLE_RATE, raw_features
+from ..features import SAMPLE_RATE, extractor
 from ..labels import EMOTIONS, EMOTIONS_WITH_CALM
 from ..sources import condition
 from ..windows import WindowOptions, clip_windows, cut
@@ -89,19 +89,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("STREAM_SER_CACHE", Path.home() / ".cache" / "stream-ser"))
 
 
-def _key(split: str, variant: str, seed: int, limit: int | None, clips: list[Clip], data_dir: Path, vad_on: str = "clean") -> str:
+def _key(split: str, variant: str, seed: int, limit: int | None, clips: list[Clip], data_dir: Path, vad_on: str = "clean",
+         kind: str = "mfcc") -> str:
     # The cache is only valid for the code and the clips that made it: the
     # window logic, the features, the augmentations, the manifest's rows and
     # the files' sizes are part of the key (a stale cache would be train/serve
     # skew, or another dataset's features under this one's name).
-    from .. import codec, features, sources, vad, windows
+    from .. import codec, features, sources, vad, whisper_states, windows
 
-    code = b"".join(Path(m.__file__).read_bytes() for m in (features, sources, vad, windows, augment, codec))
+    code = b"".join(Path(m.__file__).read_bytes() for m in (features, sources, vad, windows, augment, codec)
+                    + ((whisper_states,) if kind == "whisper" else ()))
     code += Path(__file__).read_bytes()
     # the file's size catches audio replaced under the same name (re-encoded, trimmed)
     rows = [(os.path.relpath(c.path, data_dir), c.speaker, c.emotion, c.path.stat().st_size if c.path.exists() else -1) for c in clips]
     # the fingerprint catches what the source does not: another librosa or numpy
-    spec = json.dumps([split, variant, seed, limit, WindowOptions().__dict__, VadOptions().__dict__, rows, features.probe(), vad_on])
+    spec = json.dumps([split, variant, seed, limit, WindowOptions().__dict__, VadOptions().__dict__, rows, features.probe(kind), vad_on]
+                      + ([kind] if kind != "mfcc" else []))
     return hashlib.sha1(spec.encode() + code).hexdigest()[:12]
 
 
@@ -139,21 +142,24 @@ def load_windows(
     limit: int | None = None,
     progress=None,
     vad_on: str = "clean",
+    features: str = "mfcc",
 ) -> WindowSet:
     """Windows of ``split`` ("train", "val", "test") under augmentation or condition
     ``variant``; cached.  ``limit`` takes the first clips only (for tests).
     ``vad_on="clean"`` cuts every variant at the clean clip's windows (training:
     the same positions under every chain); ``"degraded"`` runs the VAD on the
-    degraded audio, as ``replay`` of that audio would (evaluation conditions)."""
+    degraded audio, as ``replay`` of that audio would (evaluation conditions).
+    ``features``: the extractor (:func:`stream_ser.features.extractor`)."""
     if vad_on not in ("clean", "degraded"):
         raise ValueError(f"vad_on must be 'clean' or 'degraded', not {vad_on!r}")
     clips = [c for c in read_manifest(data_dir) if c.split == split][:limit]
-    tag = variant if vad_on == "clean" else f"{variant}@vad"
-    path = cache_dir() / f"{Path(data_dir).name}-{split}-{tag}-{_key(split, variant, seed, limit, clips, data_dir, vad_on)}.npz"
+    tag = (variant if vad_on == "clean" else f"{variant}@vad") + ("" if features == "mfcc" else f"-{features}")
+    path = cache_dir() / f"{Path(data_dir).name}-{split}-{tag}-{_key(split, variant, seed, limit, clips, data_dir, vad_on, features)}.npz"
     if path.exists():
         z = np.load(path)
         return WindowSet(z["x"], z["clip"], [c.emotion for c in clips], [c.speaker for c in clips], int(z["empty"]))
     rng = np.random.default_rng([seed, sum(map(ord, split + variant))])
+    extract = extractor(features)
     audio = [sf.read(c.path, dtype="float32")[0] for c in clips]
     xs, owner, empty = [], [], 0
     for i, (clip, y) in enumerate(zip(clips, audio)):
@@ -173,7 +179,7 @@ def load_windows(
             empty += 1
         else:
             for w in windows:
-                xs.append(raw_features(cut(aug, w)))
+                xs.append(extract(cut(aug, w)))
                 owner.append(i)
         if progress:
             progress(i + 1, len(clips))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..features import FEATURE_NAMES, FRAME_LENGTH, HOP_LENGTH, N_FEATURES, N_FFT, N_FRAMES, SAMPLE_RATE, probe
+from ..features import FEATURE_NAMES, FRAME_LENGTH, HOP_LENGTH, N_FEATURES, N_FFT, N_FRAMES, SAMPLE_RATE, kind_of, probe
 from ..windows import WindowOptions
 from .normalise import spec_for, trained_on
 
@@ -73,7 +73,7 @@ def _with_probe(spec: dict, checkpoint: Path) -> dict:
     # it saw, so say so, and take this extractor's
     print(f"note: {checkpoint} has no feature fingerprint (trained before they were recorded); labels.json gets this "
           f"extractor's: check that its evaluate scores reproduce", file=sys.stderr)
-    return {**spec, "features_probe": probe()}
+    return {**spec, "features_probe": probe(kind_of(spec))}
 
 
 def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: np.ndarray, neutral_bias: float = 0.0) -> dict:
@@ -115,8 +115,7 @@ def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: n
         "trained_on": sorted({s for splits, _ in heard for s in splits}),
         "tflite": chosen[1],
         "tflite_max_abs_diff": chosen[2],
-        "input": {"frames": N_FRAMES, "features": N_FEATURES, "names": list(FEATURE_NAMES)},
-        "features": {"sample_rate": SAMPLE_RATE, "frame_length": FRAME_LENGTH, "n_fft": N_FFT, "hop_length": HOP_LENGTH, "n_mfcc": 20, "n_mels": 64},
+        **_input(spec_for(checkpoints[0])),
         # stream_ser.features.normaliser() reads this, and the fingerprint
         # of the features the checkpoint was trained on
         "normalisation": _with_probe(spec_for(checkpoints[0]), checkpoints[0]),
@@ -132,6 +131,19 @@ def export(checkpoints: list[Path], out_dir: Path, labels: list[str], check_x: n
         meta["train_speakers"] = sorted(set().union(*(speakers for _, speakers in heard)))
     (out_dir / "labels.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta
+
+
+def _input(spec: dict) -> dict:
+    """``labels.json``'s description of what the model reads."""
+    if kind_of(spec) == "whisper":
+        from ..whisper_states import MEL_FRAMES, N_VALUES, POSITIONS
+
+        return {"input": {"frames": 1, "features": N_VALUES, "names": ["encoder mean", "encoder std"]},
+                "features": {"kind": "whisper", "model": "tiny.en (bundled)", "compute_type": "int8", "device": "cpu",
+                             "mel_frames": MEL_FRAMES, "positions": POSITIONS, "summary": "mean and std over positions"}}
+    return {"input": {"frames": N_FRAMES, "features": N_FEATURES, "names": list(FEATURE_NAMES)},
+            "features": {"kind": "mfcc", "sample_rate": SAMPLE_RATE, "frame_length": FRAME_LENGTH, "n_fft": N_FFT,
+                         "hop_length": HOP_LENGTH, "n_mfcc": 20, "n_mels": 64}}
 
 
 def _recipe(checkpoint: Path) -> dict | None:

@@ -1,16 +1,28 @@
-"""The two Keras architectures, both taking (108, 22) window features."""
+"""The Keras architectures: two CNNs on (108, 22) window features, and a dense
+head on the whisper encoder's (1, 768) summary of a window."""
 
 from __future__ import annotations
 
 from ..features import N_FEATURES, N_FRAMES
 
-ARCHS = ("paper", "compact")
+ARCHS = ("paper", "compact", "head")
 
 
 def build(arch: str, n_classes: int = 7):
     import keras
     from keras import layers as L
 
+    if arch == "head":
+        from ..whisper_states import N_VALUES
+
+        inp = keras.Input((1, N_VALUES), name="features")
+        # the encoder has done the listening: a small net on its summary
+        x = L.Flatten()(inp)
+        x = L.Dropout(0.2)(x)
+        x = L.Dense(256, activation="relu")(x)
+        x = L.Dropout(0.3)(x)
+        out = L.Dense(n_classes, activation="softmax", name="probs")(x)
+        return keras.Model(inp, out, name="ser_head")
     inp = keras.Input((N_FRAMES, N_FEATURES), name="features")
     if arch == "paper":
         # The source paper's 1D-CNN over the flattened 2376 values (frame-major order);

@@ -32,13 +32,16 @@ from ..features import apply_stats, normalise, shrunk_stats
 KINDS = ("session", "window")
 
 
-def make_spec(kind: str, x_clean: np.ndarray | None = None, prior_windows: float = 2.0, scale: str = "session") -> dict:
+def make_spec(kind: str, x_clean: np.ndarray | None = None, prior_windows: float = 2.0, scale: str = "session",
+              features_kind: str = "mfcc") -> dict:
     """The ``normalisation`` entry a model ships with.  For ``"session"`` the prior
     is the mean and std of every frame of the clean training windows; ``scale``
     "session" divides by the session's std, "prior" by the prior's (the session
     then only moves the mean)."""
     # which raw features the model is trained on (checked when it is loaded)
-    probe = {"features_probe": features.probe()}
+    probe = {"features_probe": features.probe(features_kind)}
+    if features_kind != "mfcc":  # (an "mfcc" spec names nothing: as models trained before there was a choice)
+        probe["features"] = features_kind
     if kind == "window":
         return {"kind": "window", **probe}
     if kind != "session":

@@ -27,7 +27,10 @@ class TrainOptions:
     """Options of ``stream-ser train`` (defaults are the shipped model's).
 
     Attributes:
-        arch: "compact" or "paper".
+        arch: "compact" or "paper" (CNNs on the 22 tracks), or "head" (on
+            ``features="whisper"``).
+        features: the extractor (:func:`stream_ser.features.extractor`):
+            "mfcc" or "whisper".
         epochs: maximum epochs; training stops early after ``patience`` epochs
             without a better val UA.
         variants: training-side augmentations, each a full copy of the windows.
@@ -70,6 +73,7 @@ class TrainOptions:
     """
 
     arch: str = "compact"
+    features: str = "mfcc"
     epochs: int = 80
     batch_size: int = 64
     learning_rate: float = 1e-3
@@ -150,8 +154,8 @@ def _check_resume(old: dict, opts: TrainOptions, out: Path) -> None:
     if float(old.get("average", 0.0)) != opts.average:
         # the best epoch so far was judged on raw or averaged weights: do not mix the two
         raise UsageError(f"{out} was trained with --average {old.get('average', 0.0)}; resume with the same")
-    for key in ("fold", "neutral_splits", "epoch_windows", "calm_weight"):
-        was, now = old.get(key), getattr(opts, key)
+    for key in ("fold", "neutral_splits", "epoch_windows", "calm_weight", "features"):
+        was, now = old.get(key, "mfcc" if key == "features" else None), getattr(opts, key)
         if (list(was) if isinstance(was, (list, tuple)) else was) != (list(now) if isinstance(now, tuple) else now) \
                 and not (key == "neutral_splits" and not was and not now):
             raise UsageError(f"{out} was trained with {key} {was}; resume with the same")
@@ -188,7 +192,7 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
         def loader(split, variant, data_dir=opts.data_dir):
             task = bar.add_task(f"features {data_dir.name}/{split}/{variant}", total=None)
-            ws = load_windows(split, variant, data_dir=data_dir, seed=opts.data_seed, limit=opts.limit,
+            ws = load_windows(split, variant, data_dir=data_dir, seed=opts.data_seed, limit=opts.limit, features=opts.features,
                               progress=lambda i, n: bar.update(task, completed=i, total=n))
             bar.update(task, completed=1, total=1, visible=False)
             return ws
@@ -226,7 +230,7 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
         session = np.concatenate([[f"{v}/{s}" for s in w.speaker_of_window()] for v, w in zip(opts.variants, train_sets)])
         clean = train_sets[opts.variants.index("clean")] if "clean" in opts.variants else train_sets[0]
         if spec is None:
-            spec = normalise.make_spec(opts.norm, clean.x, opts.prior_windows, opts.scale)
+            spec = normalise.make_spec(opts.norm, clean.x, opts.prior_windows, opts.scale, opts.features)
             (out / "norm.json").write_text(json.dumps(spec) + "\n")
         val_x = normalise.for_evaluation(val.x, val.clip_of_window, val.clip_speakers, spec) if held_out else None
 

@@ -1,0 +1,57 @@
+"""The second feature extractor: what the bundled whisper model's encoder makes
+of a window.
+
+A model whose ``labels.json`` names ``"features": "whisper"`` sees, per 2.5 s
+window, the bundled faster-whisper tiny.en encoder's output for that window
+alone (its 250 log-mel frames, no padding: 125 positions x 384 values),
+summarised as the mean and the std over the positions: 768 values, one
+"frame" of 768 tracks, normalised like the ZCR/RMS/MFCC tracks
+(:func:`stream_ser.features.normaliser`).  Whisper was trained on 680,000
+hours of speech from many voices, microphones and rooms; its encoder states
+carry more about how something is said than 22 tracks do
+(``bench/whisper_probe.py``).
+
+The encoder runs on the CPU, int8, one thread, whatever device the
+transcriber uses: a model trained on these states must see the same numbers
+(a GPU's float16 states would be other features).  One instance per process
+(:func:`whisper_states`); CTranslate2 queues concurrent calls, so the emotion
+workers of several sessions may share it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .features import WINDOW_SAMPLES
+
+MEL_FRAMES = 250  # log-mel frames of a 2.5 s window (10 ms hop)
+POSITIONS = 125  # encoder positions (stride 2) of those frames
+WIDTH = 384  # tiny.en's model width
+N_VALUES = 2 * WIDTH  # mean and std per model dimension
+
+
+class WhisperStates:
+    """Callable: one window (:data:`~stream_ser.features.WINDOW_SAMPLES` float
+    samples at 16 kHz) -> (1, 768) float32 encoder summary.  Loads the bundled
+    model (a :class:`~stream_ser.errors.ModelError` if it is missing)."""
+
+    def __init__(self):
+        from .transcribe import TranscribeOptions, load_whisper
+
+        self._whisper = load_whisper(TranscribeOptions(device="cpu", compute_type="int8", cpu_threads=1, encoder_padding=None))
+
+    def __call__(self, window: np.ndarray) -> np.ndarray:
+        y = np.ascontiguousarray(window, dtype=np.float32)
+        if y.shape != (WINDOW_SAMPLES,):
+            raise ValueError(f"expected {WINDOW_SAMPLES} samples, got {y.shape}")
+        mel = self._whisper.feature_extractor(y)[:, :MEL_FRAMES]
+        states = np.asarray(self._whisper.encode(np.ascontiguousarray(mel[None], dtype=np.float32)))[0]
+        return np.concatenate([states.mean(axis=0), states.std(axis=0)])[None].astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def whisper_states() -> WhisperStates:
+    """The process's one :class:`WhisperStates` (loaded on first use)."""
+    return WhisperStates()
