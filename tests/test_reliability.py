@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from stream_ser.emotion import EmotionOptions
-from stream_ser.features import normalise
+from stream_ser.features import normalise, raw_features
 from stream_ser.pipeline import Pipeline, PipelineOptions
 from stream_ser.sources import FileSource
 
@@ -149,6 +149,7 @@ class SlowThenFast:
 
     def __init__(self, slow_windows):
         self.calls, self.slow_windows = 0, slow_windows
+        self.extract = raw_features
 
     def new_normaliser(self):
         return normalise
