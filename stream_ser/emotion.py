@@ -244,7 +244,9 @@ class EmotionWorker(threading.Thread):
     with it.
 
     :attr:`cpu_seconds` is this thread's CPU time (features and model run on
-    it); :attr:`compute_seconds` the wall time of the same work.
+    it; the whisper encoder's, on its own CTranslate2 thread, counted as the
+    wall time this thread waits for it); :attr:`compute_seconds` the wall time
+    of the same work.
     """
 
     def __init__(self, model: EmotionModel, ring: RingBuffer, emit: Callable, options: EmotionOptions,
@@ -273,7 +275,12 @@ class EmotionWorker(threading.Thread):
 
     def classify(self, window: EmotionWindow) -> EmotionEvent:
         t0, c0 = time.perf_counter(), time.thread_time()
-        probs = self.model.predict(self._normalise(self.model.extract(self.ring.read(window.start, window.end))))
+        audio = self.ring.read(window.start, window.end)
+        t1 = time.perf_counter()
+        raw = self.model.extract(audio)
+        # whisper's encoder computes on a CTranslate2 thread while this one waits: its wall time is its CPU
+        native = time.perf_counter() - t1 if getattr(self.model, "features", "mfcc") == "whisper" else 0.0
+        probs = self.model.predict(self._normalise(raw))
         if window.utterance != self._utterance:
             self._recent.clear()
             self._utterance = window.utterance
@@ -282,7 +289,7 @@ class EmotionWorker(threading.Thread):
         k = int(np.argmax(smooth))
         now = time.time()
         self.compute_seconds += time.perf_counter() - t0
-        self.cpu_seconds += time.thread_time() - c0
+        self.cpu_seconds += time.thread_time() - c0 + native
         # at the end of a stream the last windows are zero-padded (as training
         # clips are); the event spans and is timed by the audio that exists
         last = max(window.start + 1, min(window.end, self.ring.written))
