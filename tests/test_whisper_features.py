@@ -13,7 +13,10 @@ from .conftest import need_shared, read_events, run_cli
 
 
 def test_a_window_is_the_mean_and_std_of_its_encoder_positions(jfk):
+    from stream_ser import whisper_states as ws
     from stream_ser.whisper_states import MEL_FRAMES, N_VALUES, whisper_states
+
+    assert ws.WINDOW_SAMPLES == WINDOW_SAMPLES  # its own copy (features imports it, not the reverse)
 
     audio, _ = sf.read(jfk, dtype="float32")
     window = audio[SAMPLE_RATE : SAMPLE_RATE + WINDOW_SAMPLES]
