@@ -182,7 +182,14 @@ def measure(args) -> dict:
         if m is None:
             m = build("paper", n_classes=7)
         C.log(f"window: paper ({source}) ...")
-        archs["paper"] = {"source": source, **forms(m, x, check, args.runs)}
+        if em.features == "mfcc":
+            archs["paper"] = {"source": source, **forms(m, x, check, args.runs)}
+        else:  # the paper's CNN reads the 22 tracks, per window normalised here
+            from stream_ser.features import extract as tracks
+
+            paper_check = np.stack([tracks(np.pad(C.load_speech(r)[:WINDOW_SAMPLES], (0, max(0, WINDOW_SAMPLES - len(C.load_speech(r))))))
+                                    for r in rows]).astype(np.float32)
+            archs["paper"] = {"source": source, **forms(m, tracks(window)[None].astype(np.float32), paper_check, args.runs)}
     result["archs"] = archs
 
     C.log("window: streaming path EmotionModel(models).predict(normalise(extract(window))) ...")

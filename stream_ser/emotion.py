@@ -245,8 +245,8 @@ class EmotionWorker(threading.Thread):
 
     :attr:`cpu_seconds` is this thread's CPU time (features and model run on
     it; the whisper encoder's, on its own CTranslate2 thread, counted as the
-    wall time this thread waits for it); :attr:`compute_seconds` the wall time
-    of the same work.
+    wall time of its calls, an upper bound); :attr:`compute_seconds` the wall
+    time of the same work.
     """
 
     def __init__(self, model: EmotionModel, ring: RingBuffer, emit: Callable, options: EmotionOptions,
@@ -276,10 +276,10 @@ class EmotionWorker(threading.Thread):
     def classify(self, window: EmotionWindow) -> EmotionEvent:
         t0, c0 = time.perf_counter(), time.thread_time()
         audio = self.ring.read(window.start, window.end)
-        t1 = time.perf_counter()
         raw = self.model.extract(audio)
-        # whisper's encoder computes on a CTranslate2 thread while this one waits: its wall time is its CPU
-        native = time.perf_counter() - t1 if getattr(self.model, "features", "mfcc") == "whisper" else 0.0
+        # whisper's encoder computes on a CTranslate2 thread while this one waits: its wall time stands in for its CPU
+        encoder = getattr(self.model.extract, "last_encode_seconds", None)
+        native = encoder() if encoder else 0.0
         probs = self.model.predict(self._normalise(raw))
         if window.utterance != self._utterance:
             self._recent.clear()

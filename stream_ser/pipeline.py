@@ -120,7 +120,8 @@ class Pipeline:
             self.emotion_model = emotion_model or EmotionModel(o.emotion.models_dir, neutral_bias=o.emotion.neutral_bias, device=o.emotion.device)
             check_window_options(getattr(self.emotion_model, "window", None), o.window)
             self.whisper = (whisper_model or load_whisper(o.transcribe)) if o.transcript else None
-            warm_up()
+            if getattr(self.emotion_model, "features", "mfcc") == "mfcc":  # a whisper model needs no librosa
+                warm_up()
         except BaseException:
             source.close()  # a model that does not load leaves no file or device open
             raise

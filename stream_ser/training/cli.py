@@ -43,7 +43,7 @@ def train_command(args) -> int:
         from ..errors import UsageError
 
         raise UsageError("--features whisper: a window is one frame, which per-window normalisation would zero; use --norm session")
-    if args.features == "whisper" and args.time_mask > 1:
+    if args.features == "whisper" and args.time_mask > 0:
         from ..errors import UsageError
 
         raise UsageError("--features whisper: a window is one frame; pass --time-mask 0")
@@ -391,10 +391,7 @@ def cv_command(args, data: Path) -> int:
         if missing:
             raise UsageError(f"{run}: no fold{missing[0]}/last.keras (train it with `stream-ser train --fold {missing[0]} --out {run}/fold{missing[0]}`)")
     run = args.cv
-    try:
-        result = cv.evaluate_cv(runs, data, neutral_dir, speech_dir, names, progress=lambda m: print(m, file=sys.stderr))
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    result = cv.evaluate_cv(runs, data, neutral_dir, speech_dir, names, progress=lambda m: print(m, file=sys.stderr))
     bias = args.neutral_bias if args.neutral_bias is not None else result["calibrated_bias"]
     if bias is None:
         bias = 0.0

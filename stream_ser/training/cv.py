@@ -245,7 +245,9 @@ def evaluate_cv(run_dir: Path | list[Path], data_dir: Path, neutral_dir: Path, s
     folds = fold_speakers(data_dir)
     kinds = {kind_of(normalise.spec_for(Path(r) / f"fold{k}" / "last.keras")) for r in runs for k in range(len(folds))}
     if len(kinds) > 1:
-        raise ValueError(f"the runs were trained on different features ({', '.join(sorted(kinds))}): score them apart")
+        from ..errors import UsageError
+
+        raise UsageError(f"the runs were trained on different features ({', '.join(sorted(kinds))}): score them apart")
     kind = kinds.pop()
     clean_all = all_actors(data_dir, features=kind)
     cond_all = {c: all_actors(data_dir, c, seed=1, vad_on="degraded", features=kind) for c in CONDITIONS}
