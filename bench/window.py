@@ -133,11 +133,9 @@ def measure(args) -> dict:
 
     jfk = C.load_speech(next(r for r in rows if r["path"] == "jfk.flac"))
     window = jfk[SAMPLE_RATE: SAMPLE_RATE + WINDOW_SAMPLES]
-    checks = []
-    for r in rows:  # one window from every recording (zero-padded if short) for the TFLite diffs
-        y = C.load_speech(r)[: WINDOW_SAMPLES]
-        checks.append(extract(np.pad(y, (0, WINDOW_SAMPLES - len(y)))))
-    check = np.stack(checks).astype(np.float32)
+    # one window from every recording (zero-padded if short) for the TFLite diffs
+    check_audio = [np.pad(y, (0, WINDOW_SAMPLES - len(y))) for y in (C.load_speech(r)[:WINDOW_SAMPLES] for r in rows)]
+    check = np.stack([extract(a) for a in check_audio]).astype(np.float32)
     x = extract(window)[None].astype(np.float32)
     result: dict = {"window": "jfk.flac 1.0-3.5 s", "runs": args.runs, "normalisation": spec["kind"], "features_kind": em.features,
                     "models": C.shown_path(models)}
@@ -187,8 +185,7 @@ def measure(args) -> dict:
         else:  # the paper's CNN reads the 22 tracks, per window normalised here
             from stream_ser.features import extract as tracks
 
-            paper_check = np.stack([tracks(np.pad(C.load_speech(r)[:WINDOW_SAMPLES], (0, max(0, WINDOW_SAMPLES - len(C.load_speech(r))))))
-                                    for r in rows]).astype(np.float32)
+            paper_check = np.stack([tracks(a) for a in check_audio]).astype(np.float32)
             archs["paper"] = {"source": source, **forms(m, tracks(window)[None].astype(np.float32), paper_check, args.runs)}
     result["archs"] = archs
 

@@ -19,7 +19,7 @@ from .events import EmotionEvent
 from .labels import arousal
 from .limits import OptionError, check_number
 from .quiet import quiet_stderr, quiet_tensorflow
-from .features import N_FEATURES, N_FRAMES, SAMPLE_RATE, _limit_blas, extractor, kind_of, normaliser, probe_mismatch
+from .features import N_FEATURES, N_FRAMES, SAMPLE_RATE, extractor, kind_of, limit_blas, normaliser, probe_mismatch
 from .ring import RingBuffer
 from .windows import EmotionWindow
 
@@ -112,7 +112,7 @@ class EmotionModel:
             # the features it was trained on; the whisper encoder loads here, before any stream opens
             self.features = kind_of(self.normalisation)
             self.extract = extractor(self.features)
-            _limit_blas()  # whisper's log-mel is numpy too: one BLAS thread, as for the 22 tracks
+            limit_blas()  # whisper's log-mel is numpy too: one BLAS thread, as for the 22 tracks
         except ValueError as e:
             raise ModelError(f"{labels_path}: {e}") from None
         problem = probe_mismatch(self.normalisation)  # train/serve skew: refuse, never guess

@@ -49,7 +49,7 @@ _EPS = 1e-6
 _blas_limited = False
 
 
-def _limit_blas() -> None:
+def limit_blas() -> None:
     """Run numpy's BLAS on one thread, once per process.  The matrix products
     here are tiny; with two OpenBLAS threads on a busy 2-core machine the mel
     projection alone took 30-40 ms a window instead of 0.14 ms (bench/window.py)."""
@@ -68,7 +68,7 @@ def raw_features(window: np.ndarray) -> np.ndarray:
     """
     import librosa  # heavy import (numba): keep it out of `stream-ser --help`
 
-    _limit_blas()
+    limit_blas()
     y = np.ascontiguousarray(window, dtype=np.float32)
     if y.shape != (WINDOW_SAMPLES,):
         raise ValueError(f"expected {WINDOW_SAMPLES} samples, got {y.shape}")
