@@ -13,6 +13,7 @@ import pytest
 
 from .conftest import CLI, ROOT, need, read_events, run_cli, schema_errors
 from stream_ser.virtual_mic import VirtualMic
+from stream_ser.windows import WindowOptions
 
 
 @pytest.fixture
@@ -68,16 +69,28 @@ def test_listen_matches_replay(mic, jfk, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     ref = read_events(tmp_path / "replay.jsonl")
 
-    def onset(events):
-        return next(e["start"] for e in events if e["type"] == "speech" and e["state"] == "start")
+    lead, hop = WindowOptions().lead, WindowOptions().hop
 
-    shift = onset(live) - onset(ref)
-    live_emo = [e["start"] - shift for e in live if e["type"] == "emotion"]
-    ref_emo = [e["start"] for e in ref if e["type"] == "emotion"]
-    assert len(live_emo) == len(ref_emo) > 0
-    # the same windows on the same clock: a quarter of a hop at most (a whole-hop clock error fails;
-    # PulseAudio under load can shift a later utterance's onset by a few 30 ms VAD frames: 0.18 s seen)
-    assert max(abs(a - b) for a, b in zip(live_emo, ref_emo)) <= 0.25
+    def utterances(events):
+        """Each utterance's onset and its windows' starts, after checking that every window sits where
+        the window logic puts it on the same clock as the VAD: onset - lead + k*hop, never before 0."""
+        onsets = {e["utterance"]: e["start"] for e in events if e["type"] == "speech" and e["state"] == "start"}
+        windows = {}
+        for e in events:
+            if e["type"] == "emotion":
+                windows.setdefault(e["utterance"], []).append(e["start"])
+        for u, starts in windows.items():
+            expected = [max(0.0, onsets[u] - lead + k * hop) for k in range(len(starts))]
+            assert max(abs(a - b) for a, b in zip(starts, expected)) <= 0.011, (u, starts, expected)
+        return [(onsets[u], len(windows.get(u, []))) for u in sorted(onsets)]
+
+    live_utt, ref_utt = utterances(live), utterances(ref)
+    # the same utterances with the same numbers of windows ...
+    assert [n for _, n in live_utt] == [n for _, n in ref_utt] and sum(n for _, n in ref_utt) > 0
+    # ... on the same clock: after the first onset's shift, every onset within a few 30 ms VAD frames
+    # (PulseAudio's resampling may move a decision by a frame or two; a whole-hop clock error fails)
+    shift = live_utt[0][0] - ref_utt[0][0]
+    assert max(abs(a - shift - b) for (a, _), (b, _) in zip(live_utt, ref_utt)) <= 0.25
     words = " ".join(e["text"] for e in live if e["type"] == "transcript" and e["final"]).lower()
     assert "country" in words, words
     last = [e for e in live if e["type"] == "status"][-1]
