@@ -211,6 +211,26 @@ def test_augmentation_keeps_length_and_changes_the_audio(variant):
     assert residual_db > -26 and abs(level_db) < level_range, (residual_db, level_db)
 
 
+def test_babble_puts_other_voices_under_the_speaker_at_0_to_20_db():
+    """The babble copies: other speakers' audio summed under the clip, never white noise in disguise."""
+    from stream_ser.training.augment import apply
+
+    audio, _ = sf.read(Path(__file__).parent / "data" / "jfk.flac", dtype="float32")
+    clip, other = audio[: 3 * 16000], audio[5 * 16000 : 8 * 16000]
+    active = np.abs(clip) > 0.1 * np.abs(clip).max()
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        out = apply("babble", clip, rng, babble=[other])
+        added = out - clip
+        snr = 10 * np.log10(np.mean(clip[active] ** 2) / np.mean(added ** 2))
+        assert 0 - 0.1 <= snr <= 20 + 0.1, snr
+        # what was added is the other voice (rolled, scaled): its spectrum, not a flat one
+        spec = np.abs(np.fft.rfft(added)) ** 2
+        assert spec[: len(spec) // 4].sum() > 10 * spec[len(spec) // 2 :].sum()
+    with pytest.raises(ValueError, match="other speakers"):
+        apply("babble_b", clip, np.random.default_rng(0))
+
+
 def test_train_with_val_trains_on_train_and_val_speakers_and_evaluate_refuses_them(tmp_path):
     """`train --with-val` (the final fit of a recipe chosen on val) trains on
     the train and val actors for exactly --epochs epochs, keeps the last epoch,

@@ -115,6 +115,10 @@ def apply(name: str, audio: np.ndarray, rng: np.random.Generator, babble=None) -
         return audio
     if name in ("noise", "noise_b"):  # two independent noisy copies
         return add_noise(audio, rng, babble=babble if rng.random() < 0.5 else None)
+    if name in ("babble", "babble_b"):  # other voices under the speaker's, louder than "noise" allows
+        if babble is None or not len(babble):
+            raise ValueError(f"{name} needs other speakers' clips (babble=)")
+        return add_noise(audio, rng, snr_db=rng.uniform(0, 20), babble=babble)
     if name == "chain":  # a recording chain: two of the channel effects, then noise
         for effect in rng.choice(["telephone", "reverb", "mp3", "pitch"], size=2, replace=False):
             audio = apply(str(effect), audio, rng)
