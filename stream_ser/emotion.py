@@ -8,6 +8,7 @@ import queue
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -200,8 +201,8 @@ class EmotionOptions:
     Attributes:
         models_dir: directory with ``labels.json`` and the model files.
         neutral_bias: log-prior of the neutral class, replacing the model's own
-            (``labels.json`` ``log_prior``; 1.0 for the bundled model, 0 weighs
-            the classes as training did).  Higher: fewer, surer emotion labels.
+            (``labels.json`` ``log_prior``; the bundled model's is 0: the
+            classes weighed as training did).  Higher: fewer, surer emotion labels.
             ``None``: the model's own.
         smoothing: how many recent windows of the same utterance are averaged
             into an event's ``probs`` (1: none).
@@ -210,6 +211,11 @@ class EmotionOptions:
         device: "cpu" hides the GPUs from TensorFlow before the model loads
             (a Keras model; TFLite, the bundled form, runs on the CPU anyway);
             "auto" or "cuda": TensorFlow's own choice.
+        feature_threads: when several windows are waiting (a replay faster
+            than real time), how many have their features computed at once,
+            each on its own thread (the whisper encoder runs one window per
+            core).  Events still come out in window order with the same
+            numbers; a live stream has one window at a time.  1: never.
     """
 
     models_dir: str | os.PathLike = DEFAULT_MODELS
@@ -217,13 +223,15 @@ class EmotionOptions:
     smoothing: int = 3
     queue_size: int = 32
     device: str = "auto"
+    feature_threads: int = 2
 
     def __post_init__(self):
         self.check()
 
     def check(self) -> None:
         """Raise :class:`~stream_ser.limits.OptionError` for a value out of range
-        (``neutral_bias`` -20 to 20 or None, ``smoothing`` 1-100, ``queue_size`` 1-10000)."""
+        (``neutral_bias`` -20 to 20 or None, ``smoothing`` 1-100, ``queue_size`` 1-10000,
+        ``feature_threads`` 1-16)."""
         if self.neutral_bias is not None:
             check_number("neutral_bias", self.neutral_bias, -20.0, 20.0)
         from .device import DEVICES
@@ -232,6 +240,7 @@ class EmotionOptions:
             raise OptionError("device", f"must be one of {', '.join(DEVICES)}, not {self.device!r}")
         check_number("smoothing", self.smoothing, 1, 100, integer=True)
         check_number("queue_size", self.queue_size, 1, 10000, integer=True)
+        check_number("feature_threads", self.feature_threads, 1, 16, integer=True)
 
 
 class EmotionWorker(threading.Thread):
@@ -273,13 +282,20 @@ class EmotionWorker(threading.Thread):
         """End now (any thread)."""
         self._halt.set()
 
-    def classify(self, window: EmotionWindow) -> EmotionEvent:
+    def features(self, window: EmotionWindow) -> tuple[np.ndarray, float, float]:
+        """(raw features, CPU seconds, wall seconds) of one window.  Thread-safe:
+        runs on this worker or on one of its feature threads."""
         t0, c0 = time.perf_counter(), time.thread_time()
-        audio = self.ring.read(window.start, window.end)
-        raw = self.model.extract(audio)
+        raw = self.model.extract(self.ring.read(window.start, window.end))
         # whisper's encoder computes on a CTranslate2 thread while this one waits: its wall time stands in for its CPU
         encoder = getattr(self.model.extract, "last_encode_seconds", None)
         native = encoder() if encoder else 0.0
+        return raw, time.thread_time() - c0 + native, time.perf_counter() - t0
+
+    def classify(self, window: EmotionWindow, features: tuple | None = None) -> EmotionEvent:
+        """The window's event; ``features``: :meth:`features` of it if already computed."""
+        raw, cpu, wall = features if features is not None else self.features(window)
+        t0, c0 = time.perf_counter(), time.thread_time()
         probs = self.model.predict(self._normalise(raw))
         if window.utterance != self._utterance:
             self._recent.clear()
@@ -288,8 +304,8 @@ class EmotionWorker(threading.Thread):
         smooth = np.mean(self._recent, axis=0)
         k = int(np.argmax(smooth))
         now = time.time()
-        self.compute_seconds += time.perf_counter() - t0
-        self.cpu_seconds += time.thread_time() - c0 + native
+        self.compute_seconds += wall + time.perf_counter() - t0
+        self.cpu_seconds += cpu + time.thread_time() - c0
         # at the end of a stream the last windows are zero-padded (as training
         # clips are); the event spans and is timed by the audio that exists
         last = max(window.start + 1, min(window.end, self.ring.written))
@@ -305,16 +321,32 @@ class EmotionWorker(threading.Thread):
             utterance=window.utterance, arousal=None if level is None else round(level, 4))
 
     def run(self) -> None:
+        pool = None
         try:
             while not self._halt.is_set():
                 try:
-                    window = self.windows.get(timeout=0.1)
+                    batch = [self.windows.get(timeout=0.1)]
                 except queue.Empty:
                     if self._finished.is_set():
                         return
                     continue
-                self.emit(self.classify(window))
+                while len(batch) < self.options.feature_threads:  # more waiting: a replay ahead of the worker
+                    try:
+                        batch.append(self.windows.get_nowait())
+                    except queue.Empty:
+                        break
+                if len(batch) == 1:
+                    self.emit(self.classify(batch[0]))
+                    continue
+                if pool is None:
+                    pool = ThreadPoolExecutor(self.options.feature_threads, thread_name_prefix="emotion-features")
+                # features at once; normalisation and model in window order (the session statistics are sequential)
+                for window, features in zip(batch, pool.map(self.features, batch)):
+                    self.emit(self.classify(window, features))
         except BaseException as e:
             self.error = e
             if self.on_error:
                 self.on_error("emotion", e)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)

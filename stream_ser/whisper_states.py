@@ -14,8 +14,9 @@ carry more about how something is said than 22 tracks do
 The encoder runs on the CPU, int8, one thread, whatever device the
 transcriber uses: a model trained on these states must see the same numbers
 (a GPU's float16 states would be other features).  One instance per process
-(:func:`whisper_states`); CTranslate2 queues concurrent calls, so the emotion
-workers of several sessions may share it.
+(:func:`whisper_states`), thread-safe: it encodes up to :data:`WORKERS` windows
+at once (a fast replay's feature threads, or several sessions' emotion
+workers) and queues the rest.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ MEL_FRAMES = 250  # log-mel frames of a 2.5 s window (10 ms hop)
 POSITIONS = 125  # encoder positions (stride 2) of those frames
 WIDTH = 384  # tiny.en's model width
 N_VALUES = 2 * WIDTH  # mean and std per model dimension
+WORKERS = 2  # windows encoded at once, each on one thread (CTranslate2 shares the weights between its workers)
 
 
 class WhisperStates:
@@ -45,7 +47,8 @@ class WhisperStates:
 
         path = default_model_path()
         try:
-            self._whisper = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=1, local_files_only=True)
+            self._whisper = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=1, num_workers=WORKERS,
+                                         local_files_only=True)
         except Exception as e:
             why = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise ModelError(f"cannot load the bundled whisper model for the emotion features ({path}): {why}") from None

@@ -266,6 +266,36 @@ def test_fast_replay_results_do_not_depend_on_the_block_size(jfk, emotion_model)
     assert FileSource(jfk, speed=1).block_seconds == 0.032  # paced: a microphone's blocks
 
 
+def test_waiting_windows_get_their_features_at_once_with_the_same_events(jfk, emotion_model):
+    """A fast replay hands the emotion worker several windows at a time: their
+    features are computed on feature threads, and the events are the ones a
+    one-at-a-time worker emits, in the same order."""
+    from stream_ser.emotion import EmotionOptions
+
+    class Recording:
+        def __init__(self, inner):
+            self.inner, self.threads = inner, []
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def extract(self, window):
+            self.threads.append(threading.current_thread().name)
+            return self.inner.extract(window)
+
+    def run(threads):
+        model = Recording(emotion_model)
+        options = PipelineOptions(transcript=False, emotion=EmotionOptions(feature_threads=threads))
+        events = [e for e in Pipeline(FileSource(jfk, speed=0), options, emotion_model=model).events() if e.type == "emotion"]
+        return [(e.start, e.end, e.utterance, e.window_probs, e.probs) for e in events], model.threads
+
+    one, one_threads = run(1)
+    two, two_threads = run(2)
+    assert one == two and len(one) >= 8
+    assert set(one_threads) == {"emotion"}
+    assert any(t.startswith("emotion-features") for t in two_threads), two_threads
+
+
 # ---------------------------------------------------------------- small pieces
 def emo(start, end, probs):
     labels = ["angry", "neutral", "sad"]
