@@ -145,6 +145,7 @@ def model_identity(options) -> str:
     for k in ("cpu_threads", "num_workers", "device"):
         d["transcribe"].pop(k, None)
     d["emotion"].pop("device", None)  # --compute: where, not what
+    d["emotion"].pop("feature_threads", None)  # how many windows at once: the same events
     if options.transcript:
         asr = options.transcribe.model or BUNDLED_NAME
         if os.path.isdir(asr):  # a model directory: by its files' sizes and times (hashing 75+ MB per run is slow)
@@ -244,8 +245,10 @@ class LocalEngine:
         import multiprocessing
 
         self._ctx = multiprocessing.get_context("spawn")
-        self.size, self.options, self.log_dir = workers, options, log_dir
         self.threads = max(1, (os.cpu_count() or 1) // workers)
+        # each worker computes as many windows' features at once as it has cores
+        options = dataclasses.replace(options, emotion=dataclasses.replace(options.emotion, feature_threads=self.threads))
+        self.size, self.options, self.log_dir = workers, options, log_dir
         self._workers: list[dict] = []
         self.startup: list[float] = []  # seconds from spawn to models loaded, per worker
         self.ready_at: list[float] = []  # time.perf_counter() when each was ready

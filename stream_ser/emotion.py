@@ -212,10 +212,11 @@ class EmotionOptions:
             (a Keras model; TFLite, the bundled form, runs on the CPU anyway);
             "auto" or "cuda": TensorFlow's own choice.
         feature_threads: when several windows are waiting (a replay faster
-            than real time), how many have their features computed at once,
-            each on its own thread (the whisper encoder runs one window per
-            core).  Events still come out in window order with the same
-            numbers; a live stream has one window at a time.  1: never.
+            than real time, or a worker that fell behind), how many have their
+            features computed at once, each on its own thread (the whisper
+            encoder runs two windows at once).  Events still come out in
+            window order with the same numbers.  1: one at a time (serve's
+            sessions; batch gives each worker process its share of the cores).
     """
 
     models_dir: str | os.PathLike = DEFAULT_MODELS
@@ -252,10 +253,13 @@ class EmotionWorker(threading.Thread):
     One worker is one session: a ``"session"`` model's running statistics start
     with it.
 
-    :attr:`cpu_seconds` is this thread's CPU time (features and model run on
-    it; the whisper encoder's, on its own CTranslate2 thread, counted as the
-    wall time of its calls, an upper bound); :attr:`compute_seconds` the wall
-    time of the same work.
+    :attr:`cpu_seconds` is the CPU time of its windows: features (on this
+    thread, or on its feature threads when several windows wait, see
+    :attr:`EmotionOptions.feature_threads`) and model (on this thread); the
+    whisper encoder's, on a CTranslate2 thread, counted as the wall time of
+    its calls, an upper bound.  :attr:`compute_seconds` is the sum of the
+    same work's wall time per window (windows computed at once each count
+    whole).
     """
 
     def __init__(self, model: EmotionModel, ring: RingBuffer, emit: Callable, options: EmotionOptions,
@@ -342,6 +346,8 @@ class EmotionWorker(threading.Thread):
                     pool = ThreadPoolExecutor(self.options.feature_threads, thread_name_prefix="emotion-features")
                 # features at once; normalisation and model in window order (the session statistics are sequential)
                 for window, features in zip(batch, pool.map(self.features, batch)):
+                    if self._halt.is_set():  # stop() means now: the rest of the batch is dropped
+                        break
                     self.emit(self.classify(window, features))
         except BaseException as e:
             self.error = e

@@ -10,7 +10,8 @@ windower).  The :class:`EmotionWindow` s it completes go to the
 events into one queue, which :meth:`Pipeline.events` yields on the caller's
 thread after the :class:`TranscriptTagger` has tagged the transcript.
 
-Threads: capture, emotion and transcriber, joined by bounded queues.  No put
+Threads: capture, emotion (with its feature threads when windows wait) and
+transcriber, joined by bounded queues.  No put
 or get waits forever: each also watches the pipeline's halt flag, which a
 failing stage or :meth:`Pipeline.close` sets.
 """

@@ -30,7 +30,9 @@ Threading: the routes run on uvicorn's event loop; each run's pipeline is
 iterated on its own thread, which hands serialised messages to the loop with
 ``call_soon_threadsafe``.  Shared models are safe to share: the emotion
 model's :meth:`predict` is serialised by a lock (TFLite is not thread-safe,
-a window costs milliseconds); faster-whisper queues concurrent calls itself.
+a window costs milliseconds); faster-whisper queues concurrent calls itself
+(the emotion encoder runs two sessions' windows at once, each session one
+window at a time).
 """
 
 from __future__ import annotations
@@ -607,6 +609,8 @@ def serve(options: ServeOptions, stream=sys.stderr) -> int:
     from .features import warm_up
     from .transcribe import load_whisper
 
+    # sessions share the cores (and the emotion encoder's two workers): one window at a time each
+    options = replace(options, pipeline=replace(options.pipeline, emotion=replace(options.pipeline.emotion, feature_threads=1)))
     o = options.pipeline
     o.check()
     if options.max_sessions is not None and options.max_sessions < 1:

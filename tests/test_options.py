@@ -78,6 +78,7 @@ def test_compute_does_not_change_what_batch_counts_as_done():
 
     a, b = PipelineOptions(), PipelineOptions()
     b.transcribe.device = b.emotion.device = "cpu"
+    b.emotion.feature_threads = 1  # how many windows at once: the same events (batch sets it per worker)
     assert model_identity(a) == model_identity(b)
     b.emotion.neutral_bias = 0.5  # ... while what decides the events does
     assert model_identity(a) != model_identity(b)
