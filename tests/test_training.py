@@ -231,6 +231,12 @@ def test_babble_puts_other_voices_under_the_speaker_at_0_to_20_db():
         apply("babble_b", clip, np.random.default_rng(0))
 
 
+def test_babble_with_a_one_speaker_limit_is_a_usage_error(tmp_path):
+    need_shared()
+    r = run_cli("train", "--limit", "1", "--epochs", "1", "--variants", "clean,babble", "--out", tmp_path / "run", timeout=120)
+    assert r.returncode == 2 and "two speakers" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
 def test_train_with_val_trains_on_train_and_val_speakers_and_evaluate_refuses_them(tmp_path):
     """`train --with-val` (the final fit of a recipe chosen on val) trains on
     the train and val actors for exactly --epochs epochs, keeps the last epoch,

@@ -71,6 +71,16 @@ def train_command(args) -> int:
         raise UsageError("--with-val, --all-actors and --fold need --epochs (a number of epochs chosen beforehand, e.g. 40)")
     if args.variants:
         opts.variants = tuple(v.strip() for v in args.variants.split(","))
+    if any(v.startswith("babble") for v in opts.variants) and args.limit:
+        from ..errors import UsageError
+        from .dataset import read_manifest
+
+        # babble sums other speakers' clips of the same split: each split's first --limit clips need two voices
+        clips = read_manifest(data)
+        for split in ("train", "val", "test"):
+            if len({c.speaker for c in [c for c in clips if c.split == split][: args.limit]}) < 2:
+                raise UsageError(f"--variants babble needs two speakers in each split, and the first {args.limit} {split} clips "
+                                 "are one speaker's: raise --limit")
     if args.lr:
         opts.learning_rate = args.lr
     opts.out = Path(args.out or f"runs/{args.arch}")
