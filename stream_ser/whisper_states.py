@@ -11,9 +11,9 @@ hours of speech from many voices, microphones and rooms; its encoder states
 carry more about how something is said than 22 tracks do
 (``bench/whisper_probe.py``).
 
-The encoder runs on the CPU, int8, one thread, whatever device the
-transcriber uses: a model trained on these states must see the same numbers
-(a GPU's float16 states would be other features).  One instance per process
+The encoder runs on the CPU, int8, one thread per window, whatever device
+the transcriber uses: a model trained on these states must see the same
+numbers (a GPU's float16 states would be other features).  One instance per process
 (:func:`whisper_states`), thread-safe: it encodes up to :data:`WORKERS` windows
 at once (a fast replay's feature threads, or several sessions' emotion
 workers) and queues the rest.
@@ -22,6 +22,7 @@ workers) and queues the rest.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
 
@@ -34,7 +35,8 @@ MEL_FRAMES = 250  # log-mel frames of a 2.5 s window (10 ms hop)
 POSITIONS = 125  # encoder positions (stride 2) of those frames
 WIDTH = 384  # tiny.en's model width
 N_VALUES = 2 * WIDTH  # mean and std per model dimension
-WORKERS = 2  # windows encoded at once, each on one thread (CTranslate2 shares the weights between its workers)
+# windows encoded at once, each on one thread (CTranslate2 shares the weights between its workers)
+WORKERS = min(2, os.cpu_count() or 1)
 
 
 class WhisperStates:
