@@ -216,7 +216,8 @@ class EmotionOptions:
             features computed at once, each on its own thread (the whisper
             encoder runs two windows at once).  Events still come out in
             window order with the same numbers.  1: one at a time (serve's
-            sessions; batch gives each worker process its share of the cores).
+            sessions; batch gives each worker process its share of the cores;
+            with the transcript on, a pipeline leaves a core to its decodes).
     """
 
     models_dir: str | os.PathLike = DEFAULT_MODELS

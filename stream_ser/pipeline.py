@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 from .emotion import EmotionModel, EmotionOptions, EmotionWorker
@@ -130,7 +131,11 @@ class Pipeline:
         self.segmenter = Segmenter(o.vad, o.window)
         self.meter = InputMeter(source.live)
         self._out: queue.Queue = queue.Queue()
-        self.emotion = EmotionWorker(self.emotion_model, self.ring, self._out.put, o.emotion, on_error=self._fail)
+        emotion = o.emotion
+        if self.whisper and emotion.feature_threads > 1:
+            # the transcriber's decodes hold a core and are the slower stage: the emotion stage keeps to the others
+            emotion = replace(emotion, feature_threads=max(1, min(emotion.feature_threads, (os.cpu_count() or 1) - 1)))
+        self.emotion = EmotionWorker(self.emotion_model, self.ring, self._out.put, emotion, on_error=self._fail)
         self.transcriber = (Transcriber(self.whisper, self.ring, self._out.put, o.transcribe, live=source.live, on_error=self._fail,
                                           partials=getattr(source, "speed", 1) != 0)
                             if self.whisper else None)
