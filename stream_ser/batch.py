@@ -246,8 +246,8 @@ class LocalEngine:
 
         self._ctx = multiprocessing.get_context("spawn")
         self.threads = max(1, (os.cpu_count() or 1) // workers)
-        # each worker computes as many windows' features at once as it has cores
-        options = dataclasses.replace(options, emotion=dataclasses.replace(options.emotion, feature_threads=self.threads))
+        # a batch's parallelism is its worker processes (bench/batch.py measures their scaling): one window at a time each
+        options = dataclasses.replace(options, emotion=dataclasses.replace(options.emotion, feature_threads=1))
         self.size, self.options, self.log_dir = workers, options, log_dir
         self._workers: list[dict] = []
         self.startup: list[float] = []  # seconds from spawn to models loaded, per worker

@@ -216,7 +216,7 @@ class EmotionOptions:
             features computed at once, each on its own thread (the whisper
             encoder runs two windows at once).  Events still come out in
             window order with the same numbers.  1: one at a time (serve's
-            sessions; batch gives each worker process its share of the cores;
+            sessions, and batch's worker processes and Ray actors;
             with the transcript on, a pipeline leaves a core to its decodes).
     """
 

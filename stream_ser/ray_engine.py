@@ -35,7 +35,7 @@ class RayWorker:
     def __init__(self, options, threads: int = 1):
         t0 = time.perf_counter()
         options.transcribe.cpu_threads = threads
-        options.emotion.feature_threads = threads  # an actor holds `threads` CPUs: as many windows at once
+        options.emotion.feature_threads = 1  # the cluster's parallelism is its actors: one window at a time each
         self.options = options
         self.models = load_models(options)
         self.load_seconds = time.perf_counter() - t0
