@@ -296,6 +296,20 @@ def test_waiting_windows_get_their_features_at_once_with_the_same_events(jfk, em
     assert any(t.startswith("emotion-features") for t in two_threads), two_threads
 
 
+def test_with_the_transcript_the_emotion_stage_leaves_a_core_to_the_decodes(jfk, emotion_model, whisper_model):
+    import os
+
+    from stream_ser.emotion import EmotionOptions
+
+    options = PipelineOptions(emotion=EmotionOptions(feature_threads=2))
+    with Pipeline(FileSource(jfk, speed=0), options, emotion_model=emotion_model, whisper_model=whisper_model) as p:
+        assert p.emotion.options.feature_threads == max(1, min(2, (os.cpu_count() or 1) - 1))
+    with Pipeline(FileSource(jfk, speed=0), PipelineOptions(transcript=False, emotion=EmotionOptions(feature_threads=2)),
+                  emotion_model=emotion_model) as p:
+        assert p.emotion.options.feature_threads == 2
+    assert options.emotion.feature_threads == 2  # the caller's options are left as they were
+
+
 # ---------------------------------------------------------------- small pieces
 def emo(start, end, probs):
     labels = ["angry", "neutral", "sad"]
