@@ -8,7 +8,7 @@ kind alone, with the VAD on the noisy audio as ``replay`` runs it, plus the
 clean clips; clip UA at the run's calibrated prior (0 if none), mean and sd
 over the folds.  The noise is drawn with a fixed seed, the same for every run.
 
-    python bench/noise_split.py --runs cvH,cvN [--snr 10] [--json]
+    python bench/noise_split.py --runs cvH,cvB [--snr 10] [--json]
 
 Needs ../shared/data/ser and the run directories (not in the repository);
 the printout quoted in models/MODEL_CARD.md is models/runs/noise_split.txt.
@@ -45,9 +45,11 @@ def noisy_sets(data_dir: Path, snr: float, kind: str) -> dict:
         rng = np.random.default_rng(20)
         xs, owner = [], []
         for i, (clip, y) in enumerate(zip(clips, audio)):
-            # as evaluate's conditions: other speakers of the same split
-            others = [audio[j] for j in rng.choice(len(audio), 3) if clips[j].speaker != clip.speaker and clips[j].split == clip.split]
-            noisy = condition(augment.add_noise(y, rng, snr_db=snr, babble=(others or None) if babble else None))
+            # as evaluate's conditions: three clips drawn among the other speakers of the same split
+            # (a draw among all clips, filtered after, left most clips of a 3-actor split with white noise)
+            pool = [j for j, c in enumerate(clips) if c.speaker != clip.speaker and c.split == clip.split]
+            others = [audio[j] for j in rng.choice(pool, 3)]
+            noisy = condition(augment.add_noise(y, rng, snr_db=snr, babble=others if babble else None))
             for w in clip_windows(noisy):
                 xs.append(extract(cut(noisy, w)))
                 owner.append(i)
