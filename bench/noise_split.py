@@ -1,14 +1,17 @@
-"""What the 10 dB noise condition is made of: white noise and babble apart.
+"""What the 10 dB noise condition is made of: white noise and babble apart,
+and babble of ordinary talk beside them.
 
 ``stream-ser evaluate --cv`` scores one "noisy" condition, 10 dB SNR over the
 clip's active part, white noise or babble (three other actors' clips of the
 same split summed) chosen per clip.  This scores each cross-validation fold
 model (``runs/NAME/foldK/last.keras``) on its own actors' clips under each
-kind alone, with the VAD on the noisy audio as ``replay`` runs it, plus the
+kind alone, and under "talk" (three calm read-speech clips of the calm
+corpus, ``../shared/data/neutral``, summed: background talk that acts no
+emotion, which evaluate does not score), with the VAD on the noisy audio as ``replay`` runs it, plus the
 clean clips; clip UA at the run's calibrated prior (0 if none), mean and sd
 over the folds.  The noise is drawn with a fixed seed, the same for every run.
 
-    python bench/noise_split.py --runs cvH,cvB [--snr 10] [--json]
+    python bench/noise_split.py --runs cvH,cvH_s1,cvB,cvB_s1 [--snr 10] [--json]
 
 Needs ../shared/data/ser and the run directories (not in the repository);
 the printout quoted in models/MODEL_CARD.md is models/runs/noise_split.txt.
@@ -28,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as C  # noqa: E402
 
 
-def noisy_sets(data_dir: Path, snr: float, kind: str) -> dict:
+def noisy_sets(data_dir: Path, snr: float, kind: str, talk_dir: Path) -> dict:
     import soundfile as sf
 
     from stream_ser.features import extractor
@@ -39,9 +42,10 @@ def noisy_sets(data_dir: Path, snr: float, kind: str) -> dict:
 
     clips = read_manifest(data_dir)
     audio = [sf.read(c.path, dtype="float32")[0] for c in clips]
+    talk = [sf.read(c.path, dtype="float32")[0] for c in read_manifest(talk_dir)]
     extract = extractor(kind)
     out = {}
-    for name, babble in (("white", False), ("babble", True)):
+    for name in ("white", "babble", "talk"):
         rng = np.random.default_rng(20)
         xs, owner = [], []
         for i, (clip, y) in enumerate(zip(clips, audio)):
@@ -49,7 +53,9 @@ def noisy_sets(data_dir: Path, snr: float, kind: str) -> dict:
             # (a draw among all clips, filtered after, left most clips of a 3-actor split with white noise)
             pool = [j for j, c in enumerate(clips) if c.speaker != clip.speaker and c.split == clip.split]
             others = [audio[j] for j in rng.choice(pool, 3)]
-            noisy = condition(augment.add_noise(y, rng, snr_db=snr, babble=others if babble else None))
+            if name == "talk":  # three calm read-speech clips (the calm corpus's speakers, no actor)
+                others = [talk[j] for j in rng.choice(len(talk), 3)]
+            noisy = condition(augment.add_noise(y, rng, snr_db=snr, babble=None if name == "white" else others))
             for w in clip_windows(noisy):
                 xs.append(extract(cut(noisy, w)))
                 owner.append(i)
@@ -71,12 +77,14 @@ def main() -> int:
     from stream_ser.training.cli import load_keras
     from stream_ser.training.dataset import DEFAULT_DATA
 
+    NEUTRAL = DEFAULT_DATA.parent / "neutral"
+
     runs = [C.ROOT / "runs" / r for r in args.runs.split(",")]
     kinds = {kind_of(normalise.spec_for(r / "fold0" / "last.keras")) for r in runs}
     if len(kinds) != 1:
         sys.exit("noise_split: the runs use different features; score them apart")
     kind = kinds.pop()
-    sets = {"clean": cv.all_actors(DEFAULT_DATA, features=kind), **noisy_sets(DEFAULT_DATA, args.snr, kind)}
+    sets = {"clean": cv.all_actors(DEFAULT_DATA, features=kind), **noisy_sets(DEFAULT_DATA, args.snr, kind, NEUTRAL)}
     result = {"snr_db": args.snr, "runs": {}}
     for run in runs:
         scored = json.loads((C.ROOT / "models" / "runs" / f"{run.name}.json").read_text()) if (C.ROOT / "models" / "runs" / f"{run.name}.json").exists() else {}
