@@ -1,8 +1,8 @@
 """What the 10 dB noise condition is made of: white noise and babble apart,
 and babble of ordinary talk beside them.
 
-``stream-ser evaluate --cv`` scores one "noisy" condition, 10 dB SNR over the
-clip's active part, white noise or babble (three other actors' clips of the
+``stream-ser evaluate --cv`` scores one "noisy" condition, 10 dB SNR against the
+clip's active speech level (P.56, :func:`stream_ser.training.augment.speech_level`), white noise or babble (three other actors' clips of the
 same split summed) chosen per clip.  This scores each cross-validation fold
 model (``runs/NAME/foldK/last.keras``) on its own actors' clips under each
 kind alone, and under "talk" (three calm read-speech clips of the calm

@@ -211,18 +211,40 @@ def test_augmentation_keeps_length_and_changes_the_audio(variant):
     assert residual_db > -26 and abs(level_db) < level_range, (residual_db, level_db)
 
 
+def test_speech_level_is_the_active_level_whatever_the_silences():
+    """P.56 active speech level: a tone's power whether or not half the clip is
+    silent; speech's level lies between its whole-clip mean power and its peaks';
+    and noise added at 10 dB SNR is 10 dB under that level."""
+    from stream_ser.training.augment import add_noise, speech_level
+
+    t = np.arange(4 * 16000) / 16000
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t)
+    half = tone.copy()
+    half[: 2 * 16000] = 0
+    for y in (tone, half, 0.01 * half):
+        want = np.mean(y[y != 0] ** 2)
+        assert abs(10 * np.log10(speech_level(y) / want)) < 0.1, 10 * np.log10(speech_level(y) / want)
+    assert speech_level(np.zeros(16000)) == 0.0
+    speech, _ = sf.read(Path(__file__).parent / "data" / "jfk.flac", dtype="float32")
+    level = speech_level(speech)
+    peaks = np.mean(speech[np.abs(speech) > 0.1 * np.abs(speech).max()] ** 2)  # the level add_noise used before
+    assert np.mean(speech ** 2) * 1.2 < level < peaks / 1.5, (np.mean(speech ** 2), level, peaks)
+    noisy = add_noise(speech, np.random.default_rng(0), snr_db=10.0)
+    assert abs(10 * np.log10(level / np.mean((noisy - speech) ** 2)) - 10) < 0.05
+
+
 def test_babble_puts_other_voices_under_the_speaker_at_0_to_20_db():
     """The babble copies: other speakers' audio summed under the clip, never white noise in disguise."""
-    from stream_ser.training.augment import apply
+    from stream_ser.training.augment import apply, speech_level
 
     audio, _ = sf.read(Path(__file__).parent / "data" / "jfk.flac", dtype="float32")
     clip, other = audio[: 3 * 16000], audio[5 * 16000 : 8 * 16000]
-    active = np.abs(clip) > 0.1 * np.abs(clip).max()
+    level = speech_level(clip)
     for seed in range(5):
         rng = np.random.default_rng(seed)
         out = apply("babble", clip, rng, babble=[other])
         added = out - clip
-        snr = 10 * np.log10(np.mean(clip[active] ** 2) / np.mean(added ** 2))
+        snr = 10 * np.log10(level / np.mean(added ** 2))
         assert 0 - 0.1 <= snr <= 20 + 0.1, snr
         # what was added is the other voice (rolled, scaled): its spectrum, not a flat one
         spec = np.abs(np.fft.rfft(added)) ** 2

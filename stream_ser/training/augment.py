@@ -21,15 +21,50 @@ def _fit(y: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def speech_level(audio: np.ndarray, sr: int = SAMPLE_RATE) -> float:
+    """Active speech level (ITU-T P.56, method B) as a power: the mean square
+    over the samples where speech is active, taken as those whose envelope (two
+    30 ms one-pole smoothers of |x|, 200 ms hangover) is above a threshold that
+    lies 15.9 dB under the level found.  Silences and pauses do not count, the
+    quiet parts of speech do; speech-in-noise mixtures are set against this level."""
+    x = np.asarray(audio, dtype=np.float64)
+    energy = float(np.sum(x**2))
+    if energy == 0:
+        return 0.0
+    g = np.exp(-1 / (0.03 * sr))
+    envelope = scipy.signal.lfilter([1 - g], [1, -g], scipy.signal.lfilter([1 - g], [1, -g], np.abs(x)))
+    hangover = int(np.ceil(0.2 * sr))
+    ends = np.arange(1, len(x) + 1)
+    last = None  # (level dB, level - threshold dB) at the previous threshold
+    for c in 2.0 ** np.arange(-20, 1):  # thresholds a factor 2 apart, up to full scale
+        above = np.concatenate([[0], np.cumsum(envelope >= c)])
+        active = np.count_nonzero(above[ends] - above[np.maximum(ends - hangover, 0)])  # above within the hangover
+        if active == 0:
+            break
+        level = 10 * np.log10(energy / active)
+        margin = level - 20 * np.log10(c)
+        if margin <= P56_MARGIN_DB:  # interpolate (in dB) to where the margin is 15.9 dB
+            if last is None:
+                return 10 ** (level / 10)
+            t = (last[1] - P56_MARGIN_DB) / (last[1] - margin)
+            return 10 ** ((last[0] + t * (level - last[0])) / 10)
+        last = (level, margin)
+    return 10 ** (last[0] / 10) if last else energy / len(x)
+
+
+P56_MARGIN_DB = 15.9
+
+
 def add_noise(audio, rng, snr_db=None, babble=None):
     """White noise, or babble (other speakers' clips summed) when given, at an SNR
-    measured over the clip's active part."""
+    of the clip's active speech level (:func:`speech_level`) over the noise's
+    mean power."""
     snr_db = rng.uniform(5, 20) if snr_db is None else snr_db
     if babble is not None and len(babble):
         noise = sum(_fit(np.roll(b, rng.integers(len(b))), len(audio)) for b in babble)
     else:
         noise = rng.standard_normal(len(audio)).astype(np.float32)
-    p_sig = np.mean(audio[np.abs(audio) > 0.1 * np.abs(audio).max()] ** 2) if np.any(audio) else 1e-8
+    p_sig = speech_level(audio) if np.any(audio) else 1e-8
     p_noise = np.mean(noise**2) + 1e-12
     return (audio + noise * np.sqrt(p_sig / p_noise / 10 ** (snr_db / 10))).astype(np.float32)
 
