@@ -6,12 +6,12 @@ clip's active speech level (P.56, :func:`stream_ser.training.augment.speech_leve
 same split summed) chosen per clip.  This scores each cross-validation fold
 model (``runs/NAME/foldK/last.keras``) on its own actors' clips under each
 kind alone, and under "talk" (three calm read-speech clips of the calm
-corpus, ``../shared/data/neutral``, summed: background talk that acts no
+corpus's test speakers, ``../shared/data/neutral``, summed: background talk that acts no
 emotion, which evaluate does not score), with the VAD on the noisy audio as ``replay`` runs it, plus the
 clean clips; clip UA at the run's calibrated prior (0 if none), mean and sd
 over the folds.  The noise is drawn with a fixed seed, the same for every run.
 
-    python bench/noise_split.py --runs cvH,cvH_s1,cvB,cvB_s1 [--snr 10] [--json]
+    python bench/noise_split.py --runs cvH,cvH_s1,cvT,cvT_s1 [--snr 10] [--json]
 
 Needs ../shared/data/ser and the run directories (not in the repository);
 the printout quoted in models/MODEL_CARD.md is models/runs/noise_split.txt.
@@ -42,7 +42,8 @@ def noisy_sets(data_dir: Path, snr: float, kind: str, talk_dir: Path) -> dict:
 
     clips = read_manifest(data_dir)
     audio = [sf.read(c.path, dtype="float32")[0] for c in clips]
-    talk = [sf.read(c.path, dtype="float32")[0] for c in read_manifest(talk_dir)]
+    # the calm corpus's test speakers: no model heard them, as a voice or as training babble
+    talk = [sf.read(c.path, dtype="float32")[0] for c in read_manifest(talk_dir) if c.split == "test"]
     extract = extractor(kind)
     out = {}
     for name in ("white", "babble", "talk"):

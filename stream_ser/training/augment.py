@@ -59,7 +59,7 @@ def add_noise(audio, rng, snr_db=None, babble=None):
     """White noise, or babble (other speakers' clips summed) when given, at an SNR
     of the clip's active speech level (:func:`speech_level`) over the noise's
     mean power."""
-    snr_db = rng.uniform(5, 20) if snr_db is None else snr_db
+    snr_db = rng.uniform(0, 15) if snr_db is None else snr_db
     if babble is not None and len(babble):
         noise = sum(_fit(np.roll(b, rng.integers(len(b))), len(audio)) for b in babble)
     else:
@@ -144,8 +144,11 @@ TRAIN_VARIANTS = ("clean", "noise", "telephone", "reverb", "pitch", "mp3")
 CONDITIONS = ("clean", "telephone", "noisy", "reverb", "mp3")
 
 
-def apply(name: str, audio: np.ndarray, rng: np.random.Generator, babble=None) -> np.ndarray:
-    """Training variant or evaluation condition ``name`` of a clip."""
+def apply(name: str, audio: np.ndarray, rng: np.random.Generator, babble=None, talk=None) -> np.ndarray:
+    """Training variant or evaluation condition ``name`` of a clip.  ``babble``:
+    other actors' clips; ``talk``: calm read-speech clips of other speakers.
+    SNRs are against :func:`speech_level` (the ranges sit 5 dB under those of the
+    level used before 2026-12-02, which overstated speech by about that much)."""
     if name == "clean":
         return audio
     if name in ("noise", "noise_b"):  # two independent noisy copies
@@ -153,11 +156,15 @@ def apply(name: str, audio: np.ndarray, rng: np.random.Generator, babble=None) -
     if name in ("babble", "babble_b"):  # other voices under the speaker's, louder than "noise" allows
         if babble is None or not len(babble):
             raise ValueError(f"{name} needs other speakers' clips (babble=)")
-        return add_noise(audio, rng, snr_db=rng.uniform(0, 20), babble=babble)
+        return add_noise(audio, rng, snr_db=rng.uniform(-5, 15), babble=babble)
+    if name in ("talk", "talk_b"):  # background talk: calm voices under the speaker's (an office, a call centre)
+        if talk is None or not len(talk):
+            raise ValueError(f"{name} needs calm speech of other speakers (talk=)")
+        return add_noise(audio, rng, snr_db=rng.uniform(-5, 15), babble=talk)
     if name == "chain":  # a recording chain: two of the channel effects, then noise
         for effect in rng.choice(["telephone", "reverb", "mp3", "pitch"], size=2, replace=False):
             audio = apply(str(effect), audio, rng)
-        return add_noise(audio, rng, snr_db=rng.uniform(10, 30), babble=babble if rng.random() < 0.5 else None)
+        return add_noise(audio, rng, snr_db=rng.uniform(5, 25), babble=babble if rng.random() < 0.5 else None)
     if name == "gain":  # a quieter or louder microphone (rng drawn per speaker: one level per session)
         return gain(audio, rng)
     if name == "speaker":  # a pseudo-speaker (rng drawn per speaker: one voice per session), at its own level

@@ -153,14 +153,17 @@ def load_windows(
     if vad_on not in ("clean", "degraded"):
         raise ValueError(f"vad_on must be 'clean' or 'degraded', not {vad_on!r}")
     clips = [c for c in read_manifest(data_dir) if c.split == split][:limit]
+    # background talk: the calm corpus's train speakers only (its val and test speakers stay unheard)
+    calm = [c for c in read_manifest(Path(data_dir).parent / "neutral") if c.split == "train"] if variant in ("talk", "talk_b") else []
     tag = (variant if vad_on == "clean" else f"{variant}@vad") + ("" if features == "mfcc" else f"-{features}")
-    path = cache_dir() / f"{Path(data_dir).name}-{split}-{tag}-{_key(split, variant, seed, limit, clips, data_dir, vad_on, features)}.npz"
+    path = cache_dir() / f"{Path(data_dir).name}-{split}-{tag}-{_key(split, variant, seed, limit, clips + calm, data_dir, vad_on, features)}.npz"
     if path.exists():
         z = np.load(path)
         return WindowSet(z["x"], z["clip"], [c.emotion for c in clips], [c.speaker for c in clips], int(z["empty"]))
     rng = np.random.default_rng([seed, sum(map(ord, split + variant))])
     extract = extractor(features)
     audio = [sf.read(c.path, dtype="float32")[0] for c in clips]
+    talk = [sf.read(c.path, dtype="float32")[0] for c in calm]
     xs, owner, empty = [], [], 0
     for i, (clip, y) in enumerate(zip(clips, audio)):
         if variant == "chained":
@@ -174,7 +177,8 @@ def load_windows(
             # a session keeps one microphone level (and one pseudo-voice): drawn per speaker
             per_speaker = variant in ("gain", "speaker")
             r = np.random.default_rng([seed, int(clip.speaker.split("_")[-1])]) if per_speaker else rng
-            aug = condition(y if variant == "chained" else augment.apply(variant, y, r, babble=others))
+            voices = [talk[j] for j in rng.choice([j for j, c in enumerate(calm) if c.speaker != clip.speaker], 3)] if talk else None
+            aug = condition(y if variant == "chained" else augment.apply(variant, y, r, babble=others, talk=voices))
             if vad_on == "degraded":
                 windows = clip_windows(aug)
         if not windows:
