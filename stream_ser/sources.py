@@ -251,6 +251,7 @@ class FileSource(Source):
                                   f"(the first at {t:.1f} s: {why}); the rest of the audio was analysed")
             return
         fine = max(1, int(PACED_BLOCK * self.sample_rate))
+        decoded = 0
         while True:
             at = self._file.tell()
             try:
@@ -270,7 +271,12 @@ class FileSource(Source):
                 if self._missing_bytes:  # libsndfile reads a cut-off WAV without a word
                     raise SourceError(f"{self.path}: file is truncated ({self._missing_bytes} bytes missing from "
                                       f"its end); the audio before the cut was analysed")
+                if decoded < self.frames:  # libsndfile skips a damaged Ogg page, or stops at one, without a word
+                    lost, declared = (self.frames - decoded) / self.sample_rate, self.frames / self.sample_rate
+                    raise SourceError(f"{self.path}: damaged data: {lost:.1f} s of the {declared:.1f} s the file declares could "
+                                      f"not be decoded; the rest was analysed (times after the damage run early by as much)")
                 return
+            decoded += len(x)
             yield _mono(self.conditioner.clean(x))  # before the mix-down: inf - inf is NaN
 
     def blocks(self) -> Iterator[tuple[np.ndarray, float]]:

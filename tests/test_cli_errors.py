@@ -166,6 +166,31 @@ def test_truncated_wav_keeps_events_and_says_so(tmp_path, fmt, subtype, width):
     assert emo and max(e["end"] for e in emo) <= 6.0 + 1e-3
 
 
+def test_damaged_ogg_vorbis_says_how_much_was_lost(tmp_path):
+    """libsndfile skips (or stops at) a damaged Ogg page without an error: the
+    shortfall against the frames the file declares is said, the events kept."""
+    from .conftest import DATA, read_events
+
+    y, sr = sf.read(DATA / "jfk.flac", dtype="float32")
+    path = tmp_path / "damaged.ogg"
+    sf.write(path, y, sr, format="OGG", subtype="VORBIS")
+    data = bytearray(path.read_bytes())
+    k = int(len(data) * 0.7)
+    data[k : k + 400] = bytes(400)
+    path.write_bytes(bytes(data))
+    with sf.SoundFile(path) as f:  # the premise: libsndfile reads less than it declares, and says nothing
+        assert len(f.read(dtype="float32")) < f.frames - sr // 10
+    jsonl = tmp_path / "e.jsonl"
+    line = one_line_error(run_cli("replay", path, "--speed", "0", "--plain", "--no-transcript", "--jsonl", jsonl),
+                          "damaged data", "could not be decoded", "of the 11.0 s")
+    assert str(path) in line
+    assert [e for e in read_events(jsonl) if e["type"] == "emotion"]
+    # an undamaged Ogg Vorbis file reads whole, without a word
+    sf.write(path, y, sr, format="OGG", subtype="VORBIS")
+    r = run_cli("replay", path, "--speed", "0", "--plain", "--no-transcript")
+    assert r.returncode == 0 and "stream-ser:" not in r.stderr, r.stderr[-2000:]
+
+
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_neutral_bias_must_be_finite(tone, value):
     r = run_cli("replay", tone, "--plain", "--neutral-bias", value)
