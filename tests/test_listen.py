@@ -72,9 +72,10 @@ def test_listen_matches_replay(mic, jfk, tmp_path):
     lead, hop = WindowOptions().lead, WindowOptions().hop
 
     def utterances(events):
-        """Each utterance's onset and its windows' starts, after checking that every window sits where
+        """Each utterance's onset, end and number of windows, after checking that every window sits where
         the window logic puts it on the same clock as the VAD: onset - lead + k*hop, never before 0."""
         onsets = {e["utterance"]: e["start"] for e in events if e["type"] == "speech" and e["state"] == "start"}
+        ends = {e["utterance"]: e["start"] for e in events if e["type"] == "speech" and e["state"] == "end"}
         windows = {}
         for e in events:
             if e["type"] == "emotion":
@@ -82,15 +83,22 @@ def test_listen_matches_replay(mic, jfk, tmp_path):
         for u, starts in windows.items():
             expected = [max(0.0, onsets[u] - lead + k * hop) for k in range(len(starts))]
             assert max(abs(a - b) for a, b in zip(starts, expected)) <= 0.011, (u, starts, expected)
-        return [(onsets[u], len(windows.get(u, []))) for u in sorted(onsets)]
+        return [(onsets[u], ends.get(u), len(windows.get(u, []))) for u in sorted(onsets)]
 
     live_utt, ref_utt = utterances(live), utterances(ref)
-    # the same utterances with the same numbers of windows ...
-    assert [n for _, n in live_utt] == [n for _, n in ref_utt] and sum(n for _, n in ref_utt) > 0
-    # ... on the same clock: after the first onset's shift, every onset within a few 30 ms VAD frames
-    # (PulseAudio's resampling may move a decision by a frame or two; a whole-hop clock error fails)
+    assert sum(n for *_, n in ref_utt) > 0 and sum(n for *_, n in live_utt) > 0
+    # ... on the same clock: after the first onset's shift, every onset of the run that found fewer
+    # utterances is one of the other's within a few 30 ms VAD frames (PulseAudio's resampling may move
+    # a decision by a frame or two, and so join or part two utterances across a pause near the VAD's
+    # hangover; a whole-hop clock error fails) ...
     shift = live_utt[0][0] - ref_utt[0][0]
-    assert max(abs(a - shift - b) for (a, _), (b, _) in zip(live_utt, ref_utt)) <= 0.25
+    fewer, more, sign = (live_utt, ref_utt, -1) if len(live_utt) <= len(ref_utt) else (ref_utt, live_utt, 1)
+    for onset, *_ in fewer:
+        assert min(abs(onset + sign * shift - o) for o, *_ in more) <= 0.25, (live_utt, ref_utt, shift)
+    # ... and an utterance both runs bound alike (same onset and end) has the same number of windows
+    same = [(n, m) for o, e, n in live_utt for p_, q, m in ref_utt
+            if e is not None and q is not None and abs(o - shift - p_) <= 0.25 and abs(e - shift - q) <= 0.25]
+    assert same and all(n == m for n, m in same), (live_utt, ref_utt)
     words = " ".join(e["text"] for e in live if e["type"] == "transcript" and e["final"]).lower()
     assert "country" in words, words
     last = [e for e in live if e["type"] == "status"][-1]
