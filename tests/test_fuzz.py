@@ -36,7 +36,7 @@ def test_generated_command_lines_keep_every_property(models, tmp_path_factory, d
     assert not result.problems, (result.problems, case.describe())
 
 
-@settings(PROFILE, max_examples=max(1, PROFILE.max_examples // 8))  # in-process above runs them all; CI's 20 minutes
+@settings(PROFILE, max_examples=max(1, PROFILE.max_examples // 20))  # in-process above runs them all; CI's 20 minutes
 @given(data=st.data())
 def test_generated_audio_through_the_real_command(tmp_path_factory, data):
     """A few of the cases as real processes (the entry point, fd 2 quieting, exit)."""
