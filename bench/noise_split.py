@@ -14,7 +14,8 @@ over the folds.  The noise is drawn with a fixed seed, the same for every run.
     python bench/noise_split.py --runs cvH,cvH_s1,cvT,cvT_s1 [--snr 10] [--json]
 
 Needs ../shared/data/ser and the run directories (not in the repository);
-the printout quoted in models/MODEL_CARD.md is models/runs/noise_split.txt.
+the figures quoted in models/MODEL_CARD.md are its --json output,
+models/runs/noise_split.json (and noise_split_5db.json, --snr 5).
 """
 
 from __future__ import annotations
