@@ -141,6 +141,9 @@ def _codec(audio, name, kbps):
 
 
 TRAIN_VARIANTS = ("clean", "noise", "telephone", "reverb", "pitch", "mp3")
+# every training copy `stream-ser train --variants` knows ("chained" is built in dataset.load_windows)
+VARIANTS = ("clean", "noise", "noise_b", "babble", "babble_b", "talk", "talk_b", "chain", "chained", "gain", "speaker",
+            "telephone", "reverb", "pitch", "mp3", "stretch", "opus")
 CONDITIONS = ("clean", "telephone", "noisy", "reverb", "mp3")
 
 

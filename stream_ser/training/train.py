@@ -33,7 +33,10 @@ class TrainOptions:
             "mfcc" or "whisper".
         epochs: maximum epochs; training stops early after ``patience`` epochs
             without a better val UA.
-        variants: training-side augmentations, each a full copy of the windows.
+        variants: training-side augmentations, each a full copy of the windows,
+            cut at the clean clip's windows; ``"<variant>@vad"`` (e.g.
+            ``"noise@vad"``) cuts the copy where the VAD on the copy itself puts
+            them, as the stream would cut that audio.
         time_mask, feature_mask: SpecAugment-style mask widths (frames, features).
         mixup: probability of mixing a batch row with another (Beta(0.4, 0.4)).
         norm: "session" (per speaker and recording chain in training, running
@@ -192,7 +195,11 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
         def loader(split, variant, data_dir=opts.data_dir):
             task = bar.add_task(f"features {data_dir.name}/{split}/{variant}", total=None)
-            ws = load_windows(split, variant, data_dir=data_dir, seed=opts.data_seed, limit=opts.limit, features=opts.features,
+            # "noise@vad": the copy cut where the VAD on the copy itself puts the windows, as the
+            # stream cuts noisy audio (otherwise every copy is cut at the clean clip's windows)
+            name, _, cut_on = variant.partition("@")
+            ws = load_windows(split, name, data_dir=data_dir, seed=opts.data_seed, limit=opts.limit, features=opts.features,
+                              vad_on="degraded" if cut_on == "vad" else "clean",
                               progress=lambda i, n: bar.update(task, completed=i, total=n))
             bar.update(task, completed=1, total=1, visible=False)
             return ws
