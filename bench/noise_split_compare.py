@@ -1,8 +1,10 @@
 """Per-fold differences between runs in a noise_split JSON (bench/noise_split.py --json).
 
     python bench/noise_split_compare.py models/runs/noise_split.json --a cvT,cvT_s1 --b cvH,cvH_s1
+    python bench/noise_split_compare.py models/runs/noise_split_cvV.json models/runs/noise_split.json --a cvV,cvV_s1 --b cvT,cvT_s1
 
-Pairs the i-th run of --a with the i-th of --b (seed with seed), fold with fold,
+Runs may come from several files written at the same SNR (the noise is drawn
+with a fixed seed, the same in every file).  Pairs the i-th run of --a with the i-th of --b (seed with seed), fold with fold,
 and prints the mean and sd of the differences per kind of noise.
 """
 
@@ -16,11 +18,17 @@ import sys
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("file")
+    ap.add_argument("file", nargs="+")
     ap.add_argument("--a", required=True)
     ap.add_argument("--b", required=True)
     args = ap.parse_args()
-    runs = json.load(open(args.file))["runs"]
+    runs, snrs = {}, set()
+    for f in args.file:
+        data = json.load(open(f))
+        snrs.add(data["snr_db"])
+        runs.update(data["runs"])
+    if len(snrs) > 1:
+        sys.exit(f"noise_split_compare: the files were written at different SNRs ({', '.join(map(str, sorted(snrs)))} dB)")
     a, b = args.a.split(","), args.b.split(",")
     if len(a) != len(b):
         sys.exit("noise_split_compare: --a and --b need as many runs each")
