@@ -207,7 +207,7 @@ def _add_serve_command(sub) -> None:
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=ranged(0, 65535, integer=True), default=8000, help="port (default 8000; 0: any free port)")
     s.add_argument("--max-sessions", type=ranged(1, 1000, integer=True), default=None, metavar="N",
-                   help="analyses running at once (default: what 2 cores sustain in real time, measured: 4, or 6 with --no-transcript)")
+                   help="analyses running at once (default: what 2 cores sustain in real time, measured: 4 to 5, or 6 with --no-transcript)")
     s.add_argument("--max-upload-mb", type=ranged(0.001, 1e6), default=200.0, metavar="MB", help="largest upload (default 200)")
     _add_model_args(s)
     s.set_defaults(srt=None, vtt=None)

@@ -71,7 +71,8 @@ ANY_ADDRESS = ("0.0.0.0", "::", "")  # every interface: the page may be reached 
 # transcript, since the shared model runs a decode per core, two runs sustained 4 and 5
 # (bench/results/serve_run2.json, serve.json): the lower; without it every count
 # tried (up to 8) was sustained.
-REALTIME_SESSIONS = {"transcript": 4, "no_transcript": 6}  # bench/serve.py, the whisper-encoder emotion model
+# bench/serve.py, the whisper-encoder emotion model: 4 and 6 (AMD EPYC), 5 and 6 (Intel Xeon); the lower is kept
+REALTIME_SESSIONS = {"transcript": 4, "no_transcript": 6}
 MAX_BLOCK_BYTES = 256 * 1024  # one audio message: ~2.7 s of 48 kHz 16-bit PCM (the page sends ~43 ms)
 MAX_TEXT_BYTES = 4096  # one command message
 OPEN_PER_PLACE = 4  # tabs open at once per analysis place: each holds a temporary directory and maybe an upload
