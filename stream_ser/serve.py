@@ -68,10 +68,9 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 ANY_ADDRESS = ("0.0.0.0", "::", "")  # every interface: the page may be reached under any name
 # Real-time sessions two cores sustain (bench/serve.py: no audio dropped, transcript
 # latency at most twice a lone session's): the default of --max-sessions.  With the
-# transcript, since the shared model runs a decode per core, two runs sustained 4 and 5
-# (bench/results/serve_run2.json, serve.json): the lower; without it every count
-# tried (up to 8) was sustained.
-# bench/serve.py, the whisper-encoder emotion model: 4 and 6 (AMD EPYC), 5 and 6 (Intel Xeon); the lower is kept
+# whisper-encoder emotion model, 4 with the transcript and 6 without on an AMD EPYC
+# (bench/results/archive/serve_b75a1b8_amd_epyc.json), 5 and 6 on an Intel Xeon
+# (bench/results/serve.json): the lower is kept; 6 is the most tried.
 REALTIME_SESSIONS = {"transcript": 4, "no_transcript": 6}
 MAX_BLOCK_BYTES = 256 * 1024  # one audio message: ~2.7 s of 48 kHz 16-bit PCM (the page sends ~43 ms)
 MAX_TEXT_BYTES = 4096  # one command message

@@ -333,3 +333,16 @@ def test_model_card_ravdess_recipe_rebuilds_the_manifest(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert list(csv.DictReader(open(tmp_path / "out" / "manifest.csv", newline=""))) == sorted(picked, key=lambda r: r["path"])
     assert all((tmp_path / "out" / r["path"]).is_file() for r in picked)
+
+
+def test_example_comparison_allows_a_cpus_last_digit_and_nothing_else():
+    """assert_same_output lets a confidence move by up to 0.02 (int8 kernels differ
+    by CPU) and catches any other difference: a label, a word, a time, a bigger move."""
+    readme = ["[   0.0-   2.5] emotion neutral   0.56  (… ms)", "[   0.1-   2.2] (neutral 0.46) And so my fellow Americans."]
+    assert CONFIDENCE.findall(readme[0]) == [("  ", "0.56")] and CONFIDENCE.findall(readme[1]) == [("", "0.46")]
+    assert_same_output(readme, ["[   0.0-   2.5] emotion neutral   0.55  (… ms)", "[   0.1-   2.2] (neutral 0.48) And so my fellow Americans."], "")
+    for changed in (("0.56", "0.53"), ("neutral   0.56", "disgust   0.56"), ("Americans", "American"), ("2.2]", "2.3]"), ("(neutral 0.46)", "(neutral 0.43)")):
+        other = [line.replace(*changed) for line in readme]
+        assert other != readme
+        with pytest.raises(AssertionError):
+            assert_same_output(readme, other, "")

@@ -353,3 +353,22 @@ def test_feature_cache_belongs_to_the_manifest_rows(tmp_path, monkeypatch):
     assert mine.x.shape != theirs.x.shape or np.abs(mine.x - theirs.x).max() > 0
     again = load_windows("train", data_dir=other, limit=3)
     np.testing.assert_array_equal(again.x, theirs.x)
+
+
+def test_every_known_variant_is_built_and_only_vad_is_a_cut():
+    """The names `--variants` accepts are the copies training can build (augment.apply,
+    or dataset's "chained"), and only "@vad" changes where a copy is cut."""
+    from stream_ser.training.augment import VARIANTS, apply
+    from stream_ser.training.train import parse_variant
+
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    audio = (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    others = [(0.1 * np.sin(2 * np.pi * f * t)).astype(np.float32) for f in (150, 300, 450)]
+    for name in VARIANTS:
+        assert parse_variant(name) == (name, "clean") and parse_variant(name + "@vad") == (name, "degraded")
+        if name != "chained":  # built in dataset.load_windows from two clips
+            assert len(apply(name, audio, rng, babble=others, talk=others)) == len(audio), name
+    for wrong in ("noisy", "noise@clean", "noise@", "@vad", "phone"):
+        with pytest.raises(ValueError, match="unknown variant"):
+            parse_variant(wrong)

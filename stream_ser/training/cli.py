@@ -71,15 +71,15 @@ def train_command(args) -> int:
         raise UsageError("--with-val, --all-actors and --fold need --epochs (a number of epochs chosen beforehand, e.g. 40)")
     if args.variants:
         opts.variants = tuple(v.strip() for v in args.variants.split(","))
-        from .augment import VARIANTS
+        from .train import parse_variant
 
         for v in opts.variants:
-            name, at, cut_on = v.partition("@")
-            if name not in VARIANTS or (at and cut_on != "vad"):
+            try:
+                parse_variant(v)
+            except ValueError as e:
                 from ..errors import UsageError
 
-                raise UsageError(f"--variants: unknown variant {v!r} (choose from {', '.join(VARIANTS)}; add @vad to cut a copy "
-                                 "where the VAD on the copy puts the windows)")
+                raise UsageError(f"--variants: {e}") from None
     if any(v.startswith("babble") for v in opts.variants) and args.limit:
         from ..errors import UsageError
         from .dataset import read_manifest

@@ -22,6 +22,19 @@ DEFAULT_NEUTRAL = DEFAULT_DATA.parent / "neutral"  # the calm-speech corpus
 SHIPPED_VARIANTS = ("clean", "noise", "noise_b", "telephone", "reverb", "pitch", "mp3", "chained", "gain", "chain")
 
 
+def parse_variant(variant: str) -> tuple[str, str]:
+    """``"noise"`` -> ("noise", "clean"): the copy cut at the clean clip's windows;
+    ``"noise@vad"`` -> ("noise", "degraded"): cut where the VAD on the copy itself
+    puts them, as the stream cuts that audio.  ValueError for anything else."""
+    from .augment import VARIANTS
+
+    name, at, cut_on = variant.partition("@")
+    if name not in VARIANTS or (at and cut_on != "vad"):
+        raise ValueError(f"unknown variant {variant!r} (choose from {', '.join(VARIANTS)}; add @vad to cut a copy "
+                         "where the VAD on the copy puts the windows)")
+    return name, "degraded" if at else "clean"
+
+
 @dataclass
 class TrainOptions:
     """Options of ``stream-ser train`` (defaults are the shipped model's).
@@ -177,6 +190,8 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
 
     from .models import build
 
+    for v in opts.variants:  # refused before the run directory or any cache is written
+        parse_variant(v)
     names = labels(opts.keep_calm)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -195,11 +210,8 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
         def loader(split, variant, data_dir=opts.data_dir):
             task = bar.add_task(f"features {data_dir.name}/{split}/{variant}", total=None)
-            # "noise@vad": the copy cut where the VAD on the copy itself puts the windows, as the
-            # stream cuts noisy audio (otherwise every copy is cut at the clean clip's windows)
-            name, _, cut_on = variant.partition("@")
-            ws = load_windows(split, name, data_dir=data_dir, seed=opts.data_seed, limit=opts.limit, features=opts.features,
-                              vad_on="degraded" if cut_on == "vad" else "clean",
+            name, vad_on = parse_variant(variant)
+            ws = load_windows(split, name, data_dir=data_dir, seed=opts.data_seed, limit=opts.limit, features=opts.features, vad_on=vad_on,
                               progress=lambda i, n: bar.update(task, completed=i, total=n))
             bar.update(task, completed=1, total=1, visible=False)
             return ws
