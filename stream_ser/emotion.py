@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from .cpu import claim, native_threads
 from .errors import ModelError
 from .events import EmotionEvent
 from .labels import arousal
@@ -112,7 +113,10 @@ class EmotionModel:
         try:
             # the features it was trained on; the whisper encoder loads here, before any stream opens
             self.features = kind_of(self.normalisation)
+            before = native_threads()
             self.extract = extractor(self.features)
+            if before is not None:  # the encoder's CTranslate2 workers: their CPU is this stage's, not the decoder's
+                claim(native_threads() - before)
             limit_blas()  # whisper's log-mel is numpy too: one BLAS thread, as for the 22 tracks
         except ValueError as e:
             raise ModelError(f"{labels_path}: {e}") from None

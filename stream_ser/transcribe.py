@@ -38,6 +38,7 @@ from typing import Callable
 
 import numpy as np
 
+from .cpu import unclaimed_seconds  # CTranslate2 decodes on its own threads: their CPU is the decoder's
 from .errors import ModelError
 from .events import TranscriptEvent
 from .features import SAMPLE_RATE
@@ -208,30 +209,6 @@ def load_whisper(options: TranscribeOptions):
         raise ModelError(f"cannot load ASR model {path!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
-def _decoder_cpu() -> float | None:
-    """CPU seconds of this thread and of the process's native threads (those
-    Python did not start: CTranslate2's and onnxruntime's pools, which do the
-    decoding while the calling thread waits).  Linux only (/proc); None elsewhere,
-    where the caller counts wall time instead."""
-    try:
-        python = {t.native_id for t in threading.enumerate()} - {threading.get_native_id()}
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0
-        for tid in os.listdir("/proc/self/task"):
-            if int(tid) in python:
-                continue
-            try:
-                with open(f"/proc/self/task/{tid}/stat") as f:
-                    stat = f.read()
-            except OSError:  # the thread ended meanwhile
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
-        return total / tick
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 @dataclass
 class Word:
     start: int  # samples on the stream clock
@@ -335,12 +312,12 @@ class Transcriber(threading.Thread):
     def _decode(self, start: int, end: int, prompt: str, beam_size: int | None = None) -> list[Word]:
         o = self.options
         audio = self.ring.read(start, end)
-        t0, c0 = time.perf_counter(), _decoder_cpu()
+        t0, c0 = time.perf_counter(), unclaimed_seconds()
         segments, _ = self.model.transcribe(audio, **decode_kwargs(o, len(audio) / SAMPLE_RATE, beam_size or o.beam_size, prompt))
         words = [Word(start + int(w.start * SAMPLE_RATE), start + int(w.end * SAMPLE_RATE), w.word)
                  for s in segments for w in (s.words or [])]
         self.compute_seconds += time.perf_counter() - t0
-        c1 = _decoder_cpu()
+        c1 = unclaimed_seconds()
         self.cpu_seconds += (c1 - c0) if c0 is not None and c1 is not None else time.perf_counter() - t0
         return [w for w in words if w.key]
 

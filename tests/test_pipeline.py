@@ -4,6 +4,7 @@ the loop by any route leaves nothing running, and the code's layers point down."
 
 import ast
 import gc
+import json
 import logging
 import subprocess
 import sys
@@ -357,6 +358,47 @@ def test_compute_ratio_counts_cpu_not_waiting(jfk, emotion_model):
     waited = windows * 0.04 / last.end
     assert last.wall_ratio["emotion"] >= waited * 0.95
     assert last.compute_ratio["emotion"] < last.wall_ratio["emotion"] - waited * 0.8, last
+
+
+ENCODER_CPU = """
+import json, os, threading
+import numpy as np
+from stream_ser import cpu
+from stream_ser.emotion import DEFAULT_MODELS, EmotionModel
+
+model = EmotionModel(DEFAULT_MODELS)  # the first load of the whisper encoder in this process
+claimed = set(cpu._claimed)
+
+def seconds(threads):
+    total = 0
+    for t in threads:
+        s = open(f"/proc/self/task/{t}/stat").read()
+        f = s[s.rindex(")") + 2:].split()
+        total += int(f[11]) + int(f[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+x = np.random.default_rng(0).standard_normal(40000).astype(np.float32) * 0.1
+u0, e0 = cpu.unclaimed_seconds(), seconds(claimed)
+worker = threading.Thread(target=lambda: [model.extract(x) for _ in range(60)])  # as the emotion worker does
+worker.start()
+worker.join()  # this thread waits: the decoder's count, taken here, must not grow
+print(json.dumps({"features": model.features, "claimed": len(claimed),
+                  "encoder": seconds(claimed) - e0, "unclaimed": cpu.unclaimed_seconds() - u0}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_emotion_encoders_cpu_is_not_counted_as_the_decoders(emotion_model):
+    """Both stages compute on CTranslate2 threads; the transcript's CPU ratio
+    counts the unclaimed ones, so the emotion encoder's are claimed when it loads."""
+    if emotion_model.features != "whisper":
+        pytest.skip("the shipped model does not read the whisper encoder")
+    out = subprocess.run([sys.executable, "-c", ENCODER_CPU], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["claimed"] >= 1, r
+    assert r["encoder"] >= 0.1, r  # 60 windows of encoder work ran on the claimed threads
+    assert r["unclaimed"] <= 0.4 * r["encoder"], r  # unclaimed, the encoder counted 1.0x here; claimed, 0.16x
 
 
 def test_listen_without_portaudio_is_one_line(tmp_path):
