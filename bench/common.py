@@ -404,13 +404,9 @@ def health(status: dict[str, Any] | None) -> dict[str, Any]:
 # ---------------------------------------------------------------- /proc
 def proc_cpu_seconds(pid: int) -> float | None:
     """utime + stime of a live process, from /proc/<pid>/stat."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rfind(")") + 2:].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / tick  # fields 14 and 15 of stat(5)
+    from stream_ser.cpu import stat_seconds
+
+    return stat_seconds(f"/proc/{pid}/stat")
 
 
 def proc_status(pid: int) -> dict[str, float]:

@@ -33,25 +33,31 @@ def claim(threads: set[int] | None) -> None:
         _claimed.update(threads or ())
 
 
+def stat_seconds(path: str) -> float | None:
+    """user + system CPU seconds in a ``/proc`` stat file (a process's or one
+    of its threads'); None if it cannot be read (the thread ended, no /proc)."""
+    try:
+        with open(path) as f:
+            stat = f.read()
+        tick = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / tick  # utime + stime (fields 14 and 15 of proc(5)), in clock ticks
+
+
+def threads_seconds(threads) -> float:
+    """CPU seconds of these threads of this process (ids from :func:`native_threads`
+    or ``threading.get_native_id()``); threads that ended count 0."""
+    return sum(stat_seconds(f"/proc/self/task/{t}/stat") or 0.0 for t in threads)
+
+
 def unclaimed_seconds() -> float | None:
     """CPU seconds of the calling thread and of every unclaimed native thread
-    (user + system, since each started).  None where ``/proc`` is missing."""
+    (since each started).  None where ``/proc`` is missing."""
     threads = native_threads()
     if threads is None:
         return None
     with _lock:
         threads = (threads - _claimed) | {threading.get_native_id()}
-    try:
-        tick = os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, AttributeError):
-        return None
-    total = 0
-    for tid in threads:
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                stat = f.read()
-        except OSError:  # the thread ended meanwhile
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
-    return total / tick
+    return threads_seconds(threads)

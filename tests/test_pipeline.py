@@ -361,7 +361,7 @@ def test_compute_ratio_counts_cpu_not_waiting(jfk, emotion_model):
 
 
 ENCODER_CPU = """
-import json, os, threading
+import json, threading
 import numpy as np
 from stream_ser import cpu
 from stream_ser.emotion import DEFAULT_MODELS, EmotionModel
@@ -369,21 +369,13 @@ from stream_ser.emotion import DEFAULT_MODELS, EmotionModel
 model = EmotionModel(DEFAULT_MODELS)  # the first load of the whisper encoder in this process
 claimed = set(cpu._claimed)
 
-def seconds(threads):
-    total = 0
-    for t in threads:
-        s = open(f"/proc/self/task/{t}/stat").read()
-        f = s[s.rindex(")") + 2:].split()
-        total += int(f[11]) + int(f[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
 x = np.random.default_rng(0).standard_normal(40000).astype(np.float32) * 0.1
-u0, e0 = cpu.unclaimed_seconds(), seconds(claimed)
+u0, e0 = cpu.unclaimed_seconds(), cpu.threads_seconds(claimed)
 worker = threading.Thread(target=lambda: [model.extract(x) for _ in range(60)])  # as the emotion worker does
 worker.start()
 worker.join()  # this thread waits: the decoder's count, taken here, must not grow
 print(json.dumps({"features": model.features, "claimed": len(claimed),
-                  "encoder": seconds(claimed) - e0, "unclaimed": cpu.unclaimed_seconds() - u0}))
+                  "encoder": cpu.threads_seconds(claimed) - e0, "unclaimed": cpu.unclaimed_seconds() - u0}))
 """
 
 
