@@ -565,7 +565,7 @@ def test_a_partial_that_was_committed_is_not_committed_again_at_stop():
 
 
 # ---------------------------------------------------------------- the code's layers
-LAYERS = ["errors", "quiet", "labels", "limits", "codec", "device", "whisper_states", "features", "events", "schema", "outputs", "ring", "vad", "windows", "sources",
+LAYERS = ["errors", "cpu", "quiet", "labels", "limits", "codec", "device", "whisper_states", "features", "events", "schema", "outputs", "ring", "vad", "windows", "sources",
           "push_source", "meter", "tagging", "emotion", "transcribe", "pipeline", "session", "plain", "keys", "dashboard", "virtual_mic", "training",
           "report", "atomic", "batch", "ray_engine", "serve", "cli",
           "__main__", "__init__"]
