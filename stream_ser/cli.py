@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", metavar="DIR", help="checkpoint directory (default runs/<arch>)")
     s.add_argument("--export", metavar="DIR", help="when done, ship best.keras into DIR (e.g. models)")
     s.add_argument("--data", metavar="DIR", help="dataset directory with manifest.csv (default ../shared/data/ser)")
-    s.add_argument("--variants", metavar="LIST", help="comma-separated training augmentations (default: clean,noise,noise_b,telephone,reverb,pitch,mp3,chained,gain,chain; also speaker, babble, babble_b, talk, talk_b, stretch, opus; noise@vad cuts that copy where the VAD on the copy puts the windows, as the stream would)")
+    s.add_argument("--variants", metavar="LIST", help="comma-separated training augmentations (default: clean,noise,noise_b,telephone,reverb,pitch,mp3,chained,gain,chain; also speaker, babble, babble_b, talk, talk_b, stretch, opus; noise@vad cuts that copy where the VAD on the copy puts the windows, as the stream would; babble@vad+1 is another draw of that copy, made with the data seed + 1)")
     s.add_argument("--lr", type=ranged(1e-8, 1.0), help="peak learning rate, 1e-8 to 1 (default 1e-3)")
     s.add_argument("--norm", choices=("session", "window"), default="session",
                    help="feature normalisation: running per session/speaker (default) or per window")

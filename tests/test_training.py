@@ -267,6 +267,20 @@ def test_babble_with_a_one_speaker_limit_is_a_usage_error(tmp_path):
     assert r.returncode == 2 and "two speakers" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
 
 
+def test_a_plus_n_variant_is_another_draw_of_that_copy(tmp_path):
+    """`--variants noise,noise+1` trains on two independent noisy copies: the
+    second is drawn with the data seed + 1, cached apart from the first."""
+    need_shared()
+    env = {"STREAM_SER_CACHE": str(tmp_path / "cache")}
+    r = run_cli("train", "--limit", "2", "--epochs", "1", "--variants", "clean,noise,noise+1", "--out", tmp_path / "run",
+                env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    noisy = sorted((tmp_path / "cache").glob("*-train-noise-*.npz"))
+    assert len(noisy) == 2
+    a, b = (np.load(p)["x"] for p in noisy)
+    assert a.shape == b.shape and np.abs(a - b).max() > 1e-3
+
+
 def test_train_with_val_trains_on_train_and_val_speakers_and_evaluate_refuses_them(tmp_path):
     """`train --with-val` (the final fit of a recipe chosen on val) trains on
     the train and val actors for exactly --epochs epochs, keeps the last epoch,
@@ -366,9 +380,10 @@ def test_every_known_variant_is_built_and_only_vad_is_a_cut():
     audio = (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
     others = [(0.1 * np.sin(2 * np.pi * f * t)).astype(np.float32) for f in (150, 300, 450)]
     for name in VARIANTS:
-        assert parse_variant(name) == (name, "clean") and parse_variant(name + "@vad") == (name, "degraded")
+        assert parse_variant(name) == (name, "clean", 0) and parse_variant(name + "@vad") == (name, "degraded", 0)
+        assert parse_variant(name + "@vad+2") == (name, "degraded", 2) and parse_variant(name + "+1") == (name, "clean", 1)
         if name != "chained":  # built in dataset.load_windows from two clips
             assert len(apply(name, audio, rng, babble=others, talk=others)) == len(audio), name
-    for wrong in ("noisy", "noise@clean", "noise@", "@vad", "phone"):
+    for wrong in ("noisy", "noise@clean", "noise@", "@vad", "phone", "noise+", "noise+0", "noise@vad+x", "noise+1@vad"):
         with pytest.raises(ValueError, match="unknown variant"):
             parse_variant(wrong)

@@ -22,17 +22,21 @@ DEFAULT_NEUTRAL = DEFAULT_DATA.parent / "neutral"  # the calm-speech corpus
 SHIPPED_VARIANTS = ("clean", "noise", "noise_b", "telephone", "reverb", "pitch", "mp3", "chained", "gain", "chain")
 
 
-def parse_variant(variant: str) -> tuple[str, str]:
-    """``"noise"`` -> ("noise", "clean"): the copy cut at the clean clip's windows;
-    ``"noise@vad"`` -> ("noise", "degraded"): cut where the VAD on the copy itself
-    puts them, as the stream cuts that audio.  ValueError for anything else."""
+def parse_variant(variant: str) -> tuple[str, str, int]:
+    """``"noise"`` -> ("noise", "clean", 0): the copy cut at the clean clip's windows;
+    ``"noise@vad"`` -> ("noise", "degraded", 0): cut where the VAD on the copy itself
+    puts them, as the stream cuts that audio; ``"babble@vad+1"`` -> ("babble",
+    "degraded", 1): another draw of that copy, made with the data seed + 1 (one
+    more independent copy of a kind, alongside ``babble`` and ``babble_b``).
+    ValueError for anything else."""
     from .augment import VARIANTS
 
-    name, at, cut_on = variant.partition("@")
-    if name not in VARIANTS or (at and cut_on != "vad"):
+    base, plus, draw = variant.partition("+")
+    name, at, cut_on = base.partition("@")
+    if name not in VARIANTS or (at and cut_on != "vad") or (plus and not (draw.isdigit() and int(draw) > 0)):
         raise ValueError(f"unknown variant {variant!r} (choose from {', '.join(VARIANTS)}; add @vad to cut a copy "
-                         "where the VAD on the copy puts the windows)")
-    return name, "degraded" if at else "clean"
+                         "where the VAD on the copy puts the windows, +N for another draw of it)")
+    return name, "degraded" if at else "clean", int(draw) if plus else 0
 
 
 @dataclass
@@ -49,7 +53,9 @@ class TrainOptions:
         variants: training-side augmentations, each a full copy of the windows,
             cut at the clean clip's windows; ``"<variant>@vad"`` (e.g.
             ``"noise@vad"``) cuts the copy where the VAD on the copy itself puts
-            them, as the stream would cut that audio.
+            them, as the stream would cut that audio; ``"<variant>+N"`` (e.g.
+            ``"babble@vad+1"``) is another draw of a copy, made with the data
+            seed + N.
         time_mask, feature_mask: SpecAugment-style mask widths (frames, features).
         mixup: probability of mixing a batch row with another (Beta(0.4, 0.4)).
         norm: "session" (per speaker and recording chain in training, running
@@ -210,8 +216,8 @@ def train(opts: TrainOptions, resume: bool = False, console=None) -> dict:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as bar:
         def loader(split, variant, data_dir=opts.data_dir):
             task = bar.add_task(f"features {data_dir.name}/{split}/{variant}", total=None)
-            name, vad_on = parse_variant(variant)
-            ws = load_windows(split, name, data_dir=data_dir, seed=opts.data_seed, limit=opts.limit, features=opts.features, vad_on=vad_on,
+            name, vad_on, draw = parse_variant(variant)
+            ws = load_windows(split, name, data_dir=data_dir, seed=opts.data_seed + draw, limit=opts.limit, features=opts.features, vad_on=vad_on,
                               progress=lambda i, n: bar.update(task, completed=i, total=n))
             bar.update(task, completed=1, total=1, visible=False)
             return ws
