@@ -24,6 +24,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
@@ -135,8 +136,9 @@ class Pipeline:
         if self.whisper and emotion.feature_threads > 1:
             # the transcriber's decodes hold a core and are the slower stage: the emotion stage keeps to the others
             emotion = replace(emotion, feature_threads=max(1, min(emotion.feature_threads, (os.cpu_count() or 1) - 1)))
-        self.emotion = EmotionWorker(self.emotion_model, self.ring, self._out.put, emotion, on_error=self._fail)
-        self.transcriber = (Transcriber(self.whisper, self.ring, self._out.put, o.transcribe, live=source.live, on_error=self._fail,
+        on_error = _weak(self._fail)
+        self.emotion = EmotionWorker(self.emotion_model, self.ring, self._out.put, emotion, on_error=on_error)
+        self.transcriber = (Transcriber(self.whisper, self.ring, self._out.put, o.transcribe, live=source.live, on_error=on_error,
                                           partials=getattr(source, "speed", 1) != 0)
                             if self.whisper else None)
         self._failure: StageError | None = None
@@ -384,6 +386,20 @@ class Pipeline:
                 raise self.error
         finally:
             self.close()
+
+
+def _weak(method):
+    """``method`` of an object, called only while the object lives.  The stages
+    hold their pipeline's error callback: a strong one would make a reference
+    cycle that keeps the models (about 90 MB with the transcript) alive until
+    the cyclic garbage collector runs, so a loop over files would grow."""
+    ref = weakref.WeakMethod(method)
+
+    def call(*args):
+        bound = ref()
+        if bound is not None:
+            bound(*args)
+    return call
 
 
 def replay(path: str, speed: float = 0.0, options: PipelineOptions | None = None) -> Iterator[Event]:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -196,6 +197,20 @@ def test_leaving_by_exception_gc_and_with_block(long_speech, emotion_model, whis
             if ev.type == "speech":
                 break
     assert no_stage_threads_within(2.0) and p.alive_threads == [] and p.source._file.closed
+
+
+def test_a_finished_pipeline_is_freed_without_the_cycle_collector(jfk, emotion_model, whisper_model):
+    # a loop over files must stay flat: the stages' error callback into their
+    # pipeline once made a cycle that kept each file's models alive until gc ran
+    gc.disable()
+    try:
+        with Pipeline(FileSource(jfk, speed=0), PipelineOptions(), emotion_model=emotion_model, whisper_model=whisper_model) as p:
+            assert any(ev.type == "transcript" for ev in p.events())
+        pipeline, transcriber = weakref.ref(p), weakref.ref(p.transcriber)
+        del p
+        assert pipeline() is None and transcriber() is None
+    finally:
+        gc.enable()
 
 
 def test_a_model_that_fails_to_load_closes_the_source(jfk, tmp_path):
