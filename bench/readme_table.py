@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 README = ROOT / "README.md"
 # the order a reader meets them; benches not listed follow alphabetically
-ORDER = ["latency", "transcript", "throughput", "window", "live", "soak", "startup", "dashboard", "batch"]
+ORDER = ["latency", "transcript", "throughput", "window", "live", "soak", "api_loop", "startup", "dashboard", "batch"]
 SKIP = {"summary"}  # run_all.py's copy of the others' targets
 
 

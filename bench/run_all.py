@@ -35,6 +35,7 @@ def plan(args) -> list[tuple[str, list[str], float]]:
         ("encoder_padding", [], 600),
         ("live", ["--minutes", "3"], 900),
         ("dashboard", [], 300),
+        ("api_loop", [], 900),
     ]
     if args.soak:
         p.append(("soak", ["--minutes", f"{args.soak_minutes:g}"], args.soak_minutes * 60 + 900))
@@ -68,7 +69,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--soak", action="store_true", help="also run bench/soak.py")
     ap.add_argument("--soak-minutes", type=float, default=60.0)
-    ap.add_argument("--only", metavar="LIST", help="comma-separated subset (startup,window,throughput,latency,transcript,live,soak)")
+    ap.add_argument("--only", metavar="LIST", help="comma-separated subset (startup,window,throughput,latency,transcript,decode_threads,encoder_padding,live,dashboard,api_loop,soak)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     C.need_data()
