@@ -331,29 +331,36 @@ class EmotionWorker(threading.Thread):
 
     def run(self) -> None:
         pool = None
+        pending: deque = deque()  # (window, future of its features), in window order
         try:
             while not self._halt.is_set():
-                try:
-                    batch = [self.windows.get(timeout=0.1)]
-                except queue.Empty:
-                    if self._finished.is_set():
-                        return
-                    continue
-                while len(batch) < self.options.feature_threads:  # more waiting: a replay ahead of the worker
+                if not pending:
                     try:
-                        batch.append(self.windows.get_nowait())
+                        window = self.windows.get(timeout=0.1)
+                    except queue.Empty:
+                        if self._finished.is_set():
+                            return
+                        continue
+                    if self.options.feature_threads == 1 or self.windows.empty():
+                        self.emit(self.classify(window))  # a live stream's case: one window, on this thread
+                        continue
+                    if pool is None:
+                        pool = ThreadPoolExecutor(self.options.feature_threads, thread_name_prefix="emotion-features")
+                    pending.append((window, pool.submit(self.features, window)))
+                # a replay ahead of the worker: every feature thread stays busy, the next window starting
+                # as soon as one finishes (not in batches that wait for their slowest window)
+                while len(pending) < self.options.feature_threads:
+                    try:
+                        window = self.windows.get_nowait()
                     except queue.Empty:
                         break
-                if len(batch) == 1:
-                    self.emit(self.classify(batch[0]))
-                    continue
-                if pool is None:
-                    pool = ThreadPoolExecutor(self.options.feature_threads, thread_name_prefix="emotion-features")
-                # features at once; normalisation and model in window order (the session statistics are sequential)
-                for window, features in zip(batch, pool.map(self.features, batch)):
-                    if self._halt.is_set():  # stop() means now: the rest of the batch is dropped
-                        break
-                    self.emit(self.classify(window, features))
+                    pending.append((window, pool.submit(self.features, window)))
+                # normalisation and model in window order (the session statistics are sequential)
+                window, future = pending.popleft()
+                features = future.result()
+                if self._halt.is_set():  # stop() means now: the windows in flight are dropped
+                    break
+                self.emit(self.classify(window, features))
         except BaseException as e:
             self.error = e
             if self.on_error:
