@@ -347,8 +347,8 @@ class EmotionWorker(threading.Thread):
                     if pool is None:
                         pool = ThreadPoolExecutor(self.options.feature_threads, thread_name_prefix="emotion-features")
                     pending.append((window, pool.submit(self.features, window)))
-                # a replay ahead of the worker: every feature thread stays busy, the next window starting
-                # as soon as one finishes (not in batches that wait for their slowest window)
+                # a replay ahead of the worker: the feature threads are refilled after each window is
+                # classified (not in batches that wait for their slowest window)
                 while len(pending) < self.options.feature_threads:
                     try:
                         window = self.windows.get_nowait()

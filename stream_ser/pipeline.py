@@ -392,7 +392,9 @@ def _weak(method):
     """``method`` of an object, called only while the object lives.  The stages
     hold their pipeline's error callback: a strong one would make a reference
     cycle that keeps the models (about 90 MB with the transcript) alive until
-    the cyclic garbage collector runs, so a loop over files would grow."""
+    the cyclic garbage collector runs, so a loop over files would grow.  (A run
+    that ends in an error still makes one: the error kept for the caller holds
+    its traceback, whose frames hold the pipeline.)"""
     ref = weakref.WeakMethod(method)
 
     def call(*args):
