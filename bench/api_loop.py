@@ -2,8 +2,8 @@
 
 A script that scores an archive calls ``for ev in stream_ser.replay(path)``
 once per file, in one process.  Each call loads its own models, so memory has
-to come back when a call ends (these recordings all end cleanly: a call that
-ends in an error is freed by Python's cycle collector, later).  This runs ``--rounds`` rounds over the shared
+to come back when a call ends (these recordings all end cleanly; the ways a
+call ends in an error are checked by tests/test_pipeline.py).  This runs ``--rounds`` rounds over the shared
 speech recordings (transcript on, ``speed=0``), never calling the garbage
 collector itself, and prints RSS after every file.  The first rounds grow a
 little (the allocator's per-thread arenas fill); the figure is the growth per

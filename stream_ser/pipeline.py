@@ -143,6 +143,7 @@ class Pipeline:
                             if self.whisper else None)
         self._failure: StageError | None = None
         self._failure_lock = threading.Lock()
+        self._frames_cleared = False
         self.error: SourceError | None = None  # how the source ended, if not cleanly
         self.dropped_windows = 0
         self._last_status = 0.0
@@ -185,6 +186,37 @@ class Pipeline:
                 t.join(max(0.0, deadline - time.monotonic()))
         if not any(t.name == "capture" and t.is_alive() for t in self._threads):
             self.source.close()  # else the capture thread closes it on its way out
+        if not self.alive_threads:
+            self._clear_error_frames()
+
+    def _clear_error_frames(self) -> None:
+        """The errors kept for the caller hold their tracebacks, whose frames
+        (and the frames that called them) hold the stage that raised, its
+        model, and this pipeline.  Once the stage threads have ended, the
+        locals of those threads' frames go (the file and line of each stay),
+        so no cycle waits for the garbage collector.  Once, before
+        :meth:`events` raises: the caller's own frames are never touched."""
+        if self._frames_cleared:
+            return
+        self._frames_cleared = True
+        errors = [self._failure, self.error, self.emotion.error, self.transcriber.error if self.transcriber else None]
+        seen: set[int] = set()
+        while errors:
+            error = errors.pop()
+            if error is None or id(error) in seen:
+                continue
+            seen.add(id(error))
+            tb = error.__traceback__
+            while tb is not None:
+                frame = tb.tb_frame
+                while frame is not None:  # up the ended thread's stack: e.g. _feed's caller _capture holds self
+                    try:
+                        frame.clear()
+                    except RuntimeError:  # still running: not an ended stage thread's frame
+                        break
+                    frame = frame.f_back
+                tb = tb.tb_next
+            errors += [error.__cause__, error.__context__]
 
     def _abort(self) -> None:
         self._halt.set()
@@ -381,11 +413,16 @@ class Pipeline:
                     if ev is not None:
                         yield from tagger.feed(ev, time.time())
                 yield from tagger.due(time.time(), final=True)
-                raise self._failure
-            if self.error is not None:
-                raise self.error
+                failure = self._failure
+            else:
+                failure = self.error
         finally:
             self.close()
+        if failure is not None:
+            # the error is also kept on this pipeline, and its traceback will hold this frame:
+            # without `self` in the frame, that is not a cycle that keeps the models alive
+            del self
+            raise failure
 
 
 def _weak(method):
@@ -393,8 +430,7 @@ def _weak(method):
     hold their pipeline's error callback: a strong one would make a reference
     cycle that keeps the models (about 90 MB with the transcript) alive until
     the cyclic garbage collector runs, so a loop over files would grow.  (A run
-    that ends in an error still makes one: the error kept for the caller holds
-    its traceback, whose frames hold the pipeline.)"""
+    that ends in an error: :meth:`Pipeline._clear_error_frames`.)"""
     ref = weakref.WeakMethod(method)
 
     def call(*args):

@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 
 import stream_ser
-from stream_ser.errors import ModelError, StageError
+from stream_ser.errors import ModelError, SourceError, StageError
 from stream_ser.events import EmotionEvent
 from stream_ser.pipeline import Pipeline, PipelineOptions, check_window_options
 from stream_ser.sources import FileSource
@@ -199,16 +199,35 @@ def test_leaving_by_exception_gc_and_with_block(long_speech, emotion_model, whis
     assert no_stage_threads_within(2.0) and p.alive_threads == [] and p.source._file.closed
 
 
-def test_a_finished_pipeline_is_freed_without_the_cycle_collector(jfk, emotion_model, whisper_model):
+class TruncatedSource(BrokenSource):
+    def blocks(self):
+        for k, item in enumerate(FileSource.blocks(self)):
+            if k == self.after:
+                raise SourceError("the file ends early")
+            yield item
+
+
+@pytest.mark.parametrize("ending", ["clean", "emotion stage fails", "source breaks", "source ends with an error"])
+def test_a_finished_pipeline_is_freed_without_the_cycle_collector(ending, jfk, long_speech, emotion_model, whisper_model):
     # a loop over files must stay flat: the stages' error callback into their
-    # pipeline once made a cycle that kept each file's models alive until gc ran
+    # pipeline, and the tracebacks of the errors it keeps, once made cycles
+    # that kept each file's models alive until gc ran
+    model = Failing(emotion_model, "predict", 4) if ending == "emotion stage fails" else emotion_model
+    source = {"source breaks": BrokenSource, "source ends with an error": TruncatedSource}.get(ending)
+    source = source(long_speech, after=300) if source else FileSource(jfk, speed=0)
     gc.disable()
     try:
-        with Pipeline(FileSource(jfk, speed=0), PipelineOptions(), emotion_model=emotion_model, whisper_model=whisper_model) as p:
-            assert any(ev.type == "transcript" for ev in p.events())
-        pipeline, transcriber = weakref.ref(p), weakref.ref(p.transcriber)
+        p = Pipeline(source, PipelineOptions(), emotion_model=model, whisper_model=whisper_model)
+        events, error = [], None
+        try:
+            for ev in p.events():
+                events.append(ev)
+        except (StageError, SourceError) as e:
+            error = e  # the caller keeps the error: it must not keep the pipeline
+        assert (error is None) == (ending == "clean") and any(e.type == "emotion" for e in events)
+        pipeline, worker, transcriber = weakref.ref(p), weakref.ref(p.emotion), weakref.ref(p.transcriber)
         del p
-        assert pipeline() is None and transcriber() is None
+        assert pipeline() is None and worker() is None and transcriber() is None, ending
     finally:
         gc.enable()
 
