@@ -194,8 +194,9 @@ class Pipeline:
         (and the frames that called them) hold the stage that raised, its
         model, and this pipeline.  Once the stage threads have ended, the
         locals of those threads' frames go (the file and line of each stay),
-        so no cycle waits for the garbage collector.  Once, before
-        :meth:`events` raises: the caller's own frames are never touched."""
+        so no cycle waits for the garbage collector.  Once, and never after
+        :meth:`events` has raised: the caller's own frames are not touched
+        (nor the frames of threads that outlived close's timeout)."""
         if self._frames_cleared:
             return
         self._frames_cleared = True
@@ -421,6 +422,7 @@ class Pipeline:
         if failure is not None:
             # the error is also kept on this pipeline, and its traceback will hold this frame:
             # without `self` in the frame, that is not a cycle that keeps the models alive
+            self._frames_cleared = True  # from here on the traceback holds the caller's frames too
             del self
             raise failure
 
