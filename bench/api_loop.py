@@ -2,14 +2,15 @@
 
 A script that scores an archive calls ``for ev in stream_ser.replay(path)``
 once per file, in one process.  Each call loads its own models, so memory has
-to come back when a call ends (these recordings all end cleanly; the ways a
-call ends in an error are checked by tests/test_pipeline.py).  This runs ``--rounds`` rounds over the shared
-speech recordings (transcript on, ``speed=0``), never calling the garbage
-collector itself, and prints RSS after every file.  The first rounds grow a
-little (the allocator's per-thread arenas fill); the figure is the growth per
-call over the second half of the rounds, which should be near 0.  Before the
-stages' error callback stopped making a reference cycle (pipeline._weak), it
-was about 90 MiB per call.
+to come back when a call ends.  This runs ``--rounds`` rounds over the shared
+speech recordings (transcript on, ``speed=0``; they all end cleanly, and the
+ways a call ends in an error are checked by tests/test_pipeline.py), never
+calling the garbage collector itself, and prints RSS after every file.  The
+first rounds grow a little (the allocator's per-thread arenas fill); the
+figure is the growth per call over the second half of the rounds, which
+should be near 0.  Before the stages' error callback stopped making a
+reference cycle (pipeline._weak), it was about 80 MiB per call
+(bench/results/archive/api_loop_c688982_before_weak_callback.json).
 
     python bench/api_loop.py [--rounds 8] [--json]
 """

@@ -209,13 +209,7 @@ class Pipeline:
             seen.add(id(error))
             tb = error.__traceback__
             while tb is not None:
-                frame = tb.tb_frame
-                while frame is not None:  # up the ended thread's stack: e.g. _feed's caller _capture holds self
-                    try:
-                        frame.clear()
-                    except RuntimeError:  # still running: not an ended stage thread's frame
-                        break
-                    frame = frame.f_back
+                _clear_stack(tb.tb_frame)
                 tb = tb.tb_next
             errors += [error.__cause__, error.__context__]
 
@@ -427,10 +421,22 @@ class Pipeline:
             raise failure
 
 
+def _clear_stack(frame) -> None:
+    """Clear ``frame``'s locals and its callers', up to the first still running
+    (an ended thread's stack: e.g. ``_feed``'s caller ``_capture`` holds the pipeline)."""
+    while frame is not None:
+        try:
+            frame.clear()
+        except RuntimeError:  # still running: not an ended stage thread's frame
+            return
+        frame = frame.f_back
+
+
 def _weak(method):
     """``method`` of an object, called only while the object lives.  The stages
     hold their pipeline's error callback: a strong one would make a reference
-    cycle that keeps the models (about 90 MB with the transcript) alive until
+    cycle that keeps the models (about 80 MiB with the transcript,
+    bench/results/archive/api_loop_c688982_before_weak_callback.json) alive until
     the cyclic garbage collector runs, so a loop over files would grow.  (A run
     that ends in an error: :meth:`Pipeline._clear_error_frames`.)"""
     ref = weakref.WeakMethod(method)
